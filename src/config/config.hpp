@@ -1,0 +1,75 @@
+#pragma once
+// One tree of plain structs: defaults < TOML file < environment < flags.
+// Only config/ reads the environment; every module gets its section.
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/result.hpp"
+#include "core/task_type.hpp"
+
+namespace gpuq::config {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string token;                         // empty: no auth (loopback only)
+  std::size_t max_body_bytes = 16u << 20;    // bytes; larger bodies get 413
+  int threads = 0;                           // 0: one per core
+};
+
+struct StoreConfig {
+  std::string url;         // empty: sqlite://<data_dir>/gpuq.db
+  int retention_days = 0;  // 0: keep finished runs forever
+};
+
+struct AgentConfig {
+  std::string id;                 // empty: stable id kept in <data_dir>/agent-id
+  int cpu_workers = 4;            // concurrent service-less runs
+  Millis lease_ttl{10'000};
+  Millis heartbeat{2'000};
+  Millis poll{200};               // idle claim poll when other processes submit
+  Millis drain_timeout{30'000};   // SIGTERM: how long running work may finish
+};
+
+struct Config {
+  std::filesystem::path data_dir = "gpuq-data";  // absolute after Load/Finalize
+  std::string log_level = "info";
+  ServerConfig server;
+  StoreConfig store;
+  AgentConfig agent;
+  std::map<std::string, TaskType> task_types;  // always holds "echo" (and "command" generic)
+  std::filesystem::path config_file;           // empty when none was given
+};
+
+struct Problem {
+  std::string field;    // "task_types.render.argv"
+  std::string message;  // "must be a non-empty array of strings"
+};
+
+// Defaults with the built-in task types (echo; command with argv from the payload).
+Config Defaults();
+
+// Parses a TOML file over the defaults. Relative paths in it are relative to the file.
+// Every problem found is returned at once (never just the first).
+Result<Config> LoadFile(const std::filesystem::path& file, std::vector<Problem>* problems);
+
+// The notes' environment variables (and GPUQ_*): GPUQ_TOKEN, GPUQ_DATA_DIR, GPUQ_STORE,
+// GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH.
+void ApplyEnvironment(Config& config, std::vector<Problem>* problems);
+
+// Checks cross-field rules; appends problems. Makes data_dir absolute.
+void Finalize(Config& config, std::vector<Problem>* problems);
+
+// "a: x; b: y" for an Error message.
+std::string Describe(const std::vector<Problem>& problems);
+
+// "host:port" -> host, port. kInvalidArgument on anything else.
+Result<std::pair<std::string, int>> ParseListen(std::string_view text);
+
+}  // namespace gpuq::config

@@ -1,0 +1,27 @@
+#pragma once
+// Task types own the routing: which connector runs a type and what it needs.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace gpuq {
+
+struct TaskType {
+  std::string name;       // "echo", "render"
+  std::string connector;  // "echo" | "command" | later "comfyui", ...
+  std::string service;    // empty: runs on the host's CPU worker pool
+  std::vector<std::string> argv;  // command: argv template with {{placeholders}}
+  std::map<std::string, std::string> env;  // command: extra environment (values are templates)
+  int timeout_s = 3600;   // default per-run timeout
+  int max_attempts = 3;   // default attempts before `failed`
+  int priority = 50;      // default priority when the submit names none
+  std::string description;
+};
+
+// The notes' aliases: "comfy" means "comfyui". Returns the canonical name.
+std::string CanonicalTaskType(std::string_view name);
+
+}  // namespace gpuq

@@ -1,0 +1,61 @@
+#pragma once
+// A small blocking HTTP/1.1 client for the CLI, tests and benchmarks. Beast stays in client.cpp.
+// Not thread-safe: one HttpClient per thread. Keeps one connection alive and reconnects
+// when the server closed it.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+
+namespace gpuq::http {
+
+struct Response {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+struct Endpoint {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+};
+
+// "http://host:port" (or "host:port") -> Endpoint. kInvalidArgument otherwise.
+Result<Endpoint> ParseServerUrl(std::string_view url);
+
+class Client {
+ public:
+  explicit Client(Endpoint endpoint, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Extra headers sent with every request ("Authorization": "Bearer ...").
+  void SetHeader(std::string name, std::string value);
+
+  // kUnavailable when the server cannot be reached, kTimeout past the deadline.
+  // Any HTTP status is a successful Response.
+  Result<Response> Request(std::string_view method, std::string_view target,
+                           std::string_view body = {}, std::string_view content_type = {},
+                           const std::map<std::string, std::string>& headers = {});
+  Result<Response> Get(std::string_view target) { return Request("GET", target); }
+  Result<Response> Post(std::string_view target, std::string_view json_body = "{}") {
+    return Request("POST", target, json_body, "application/json");
+  }
+
+  // Reads a text/event-stream: calls on_data with each event's data (lines joined by \n)
+  // until the server ends the stream or on_data returns false. Non-200 comes back as the
+  // Response (body filled); 200 streams and returns the status with an empty body.
+  Result<Response> Stream(std::string_view target,
+                          const std::function<bool(std::string_view data)>& on_data);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace gpuq::http
