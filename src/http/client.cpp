@@ -1,1 +1,261 @@
-// placeholder: being written
+#include "http/client.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace gpuq::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+struct Client::State {
+  Endpoint endpoint;
+  std::chrono::milliseconds timeout;
+  asio::io_context io;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+  std::map<std::string, std::string> headers;
+
+  std::string Where() const { return fmt::format("{}:{}", endpoint.host, endpoint.port); }
+
+  Result<void> Connect() {
+    stream.reset();
+    buffer.clear();
+    tcp::resolver resolver(io);
+    beast::error_code ec;
+    auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port), ec);
+    if (ec) return Error{Errc::kUnavailable, fmt::format("resolve {}: {}", Where(), ec.message())};
+    stream.emplace(io);
+    stream->socket().open(tcp::v4(), ec);
+    stream->socket().close(ec);
+    // Synchronous connect: the deadline comes from the socket's own timeout handling.
+    asio::connect(stream->socket(), results, ec);
+    if (ec) {
+      stream.reset();
+      return Error{Errc::kUnavailable,
+                   fmt::format("cannot reach gpuq server at {}: {}", Where(), ec.message())};
+    }
+    stream->socket().set_option(tcp::no_delay(true), ec);
+    SetSocketTimeout();
+    return Ok();
+  }
+
+  // Blocking reads and writes honour SO_RCVTIMEO/SO_SNDTIMEO, our deadline per operation.
+  void SetSocketTimeout() {
+    timeval tv{};
+    tv.tv_sec = timeout.count() / 1000;
+    tv.tv_usec = (timeout.count() % 1000) * 1000;
+    int fd = stream->socket().native_handle();
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+
+  bhttp::request<bhttp::string_body> MakeRequest(std::string_view method, std::string_view target,
+                                                 std::string_view body,
+                                                 std::string_view content_type,
+                                                 const std::map<std::string, std::string>& extra) {
+    bhttp::request<bhttp::string_body> req;
+    req.method_string(method);
+    req.target(target);
+    req.version(11);
+    req.set(bhttp::field::host, Where());
+    req.set(bhttp::field::user_agent, "gpuq");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    for (const auto& [k, v] : extra) req.set(k, v);
+    if (!content_type.empty()) req.set(bhttp::field::content_type, content_type);
+    if (!body.empty() || method == "POST" || method == "PUT") {
+      req.body() = std::string(body);
+      req.prepare_payload();
+    }
+    return req;
+  }
+
+  Error IoError(const char* what, const beast::error_code& ec) {
+    stream.reset();
+    bool timed_out = ec == asio::error::would_block || ec == asio::error::try_again ||
+                     ec == asio::error::timed_out || ec == beast::error::timeout;
+    return Error{timed_out ? Errc::kTimeout : Errc::kUnavailable,
+                 fmt::format("{} {}: {}", what, Where(),
+                             timed_out ? std::string("timed out") : ec.message())};
+  }
+};
+
+namespace {
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+template <class Message>
+void CopyHeaders(const Message& msg, Response& out) {
+  for (const auto& field : msg) {
+    out.headers[Lower(std::string(field.name_string()))] = std::string(field.value());
+  }
+}
+}  // namespace
+
+Result<Endpoint> ParseServerUrl(std::string_view url) {
+  std::string_view rest = url;
+  if (rest.starts_with("http://")) rest.remove_prefix(7);
+  if (rest.starts_with("https://")) {
+    return Error{Errc::kInvalidArgument, fmt::format("https is not supported: {}", url)};
+  }
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  auto colon = rest.rfind(':');
+  Endpoint ep;
+  if (colon == std::string_view::npos) {
+    if (rest.empty()) return Error{Errc::kInvalidArgument, fmt::format("bad server url '{}'", url)};
+    ep.host = std::string(rest);
+    ep.port = 80;
+    return ep;
+  }
+  ep.host = std::string(rest.substr(0, colon));
+  if (ep.host.starts_with('[') && ep.host.ends_with(']')) ep.host = ep.host.substr(1, ep.host.size() - 2);
+  auto port_text = rest.substr(colon + 1);
+  int port = 0;
+  for (char c : port_text) {
+    if (c < '0' || c > '9' || port > 65535) {
+      return Error{Errc::kInvalidArgument, fmt::format("bad port in server url '{}'", url)};
+    }
+    port = port * 10 + (c - '0');
+  }
+  if (ep.host.empty() || port_text.empty() || port <= 0 || port > 65535) {
+    return Error{Errc::kInvalidArgument, fmt::format("bad server url '{}'", url)};
+  }
+  ep.port = port;
+  return ep;
+}
+
+Client::Client(Endpoint endpoint, std::chrono::milliseconds timeout)
+    : state_(std::make_unique<State>()) {
+  state_->endpoint = std::move(endpoint);
+  state_->timeout = timeout;
+}
+
+Client::~Client() = default;
+
+void Client::SetHeader(std::string name, std::string value) {
+  state_->headers[std::move(name)] = std::move(value);
+}
+
+Result<Response> Client::Request(std::string_view method, std::string_view target,
+                                 std::string_view body, std::string_view content_type,
+                                 const std::map<std::string, std::string>& headers) {
+  auto& s = *state_;
+  auto req = s.MakeRequest(method, target, body, content_type, headers);
+  // A kept-alive connection may have been closed by the server: retry once on a fresh one.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool reused = s.stream.has_value();
+    if (!reused) {
+      BOOST_OUTCOME_TRY(s.Connect());
+    }
+    beast::error_code ec;
+    bhttp::write(s.stream->socket(), req, ec);
+    if (ec) {
+      if (reused) {
+        s.stream.reset();
+        continue;
+      }
+      return s.IoError("send to", ec);
+    }
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(1ull << 31);
+    bhttp::read(s.stream->socket(), s.buffer, parser, ec);
+    if (ec) {
+      if (reused && (ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
+                     ec == asio::error::eof)) {
+        s.stream.reset();
+        continue;
+      }
+      return s.IoError("read from", ec);
+    }
+    auto msg = parser.release();
+    Response out;
+    out.status = static_cast<int>(msg.result_int());
+    CopyHeaders(msg, out);
+    out.body = std::move(msg.body());
+    if (!msg.keep_alive()) s.stream.reset();
+    return out;
+  }
+  return Error{Errc::kUnavailable, fmt::format("connection to {} closed", s.Where())};
+}
+
+Result<Response> Client::Stream(std::string_view target,
+                                const std::function<bool(std::string_view event,
+                                                         std::string_view data)>& on_data) {
+  auto& s = *state_;
+  // A stream gets a connection of its own and no read deadline: events may be minutes apart.
+  s.stream.reset();
+  BOOST_OUTCOME_TRY(s.Connect());
+  timeval none{};
+  ::setsockopt(s.stream->socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  auto req = s.MakeRequest("GET", target, {}, {}, {{"Accept", "text/event-stream"}});
+  beast::error_code ec;
+  bhttp::write(s.stream->socket(), req, ec);
+  if (ec) return s.IoError("send to", ec);
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.body_limit(boost::none);
+  bhttp::read_header(s.stream->socket(), s.buffer, parser, ec);
+  if (ec) return s.IoError("read from", ec);
+  Response out;
+  out.status = static_cast<int>(parser.get().result_int());
+  CopyHeaders(parser.get(), out);
+  char chunk[8192];
+  std::string pending;  // bytes not yet split into lines
+  std::string data;     // the current event's data lines
+  std::string event;    // the current event's name
+  bool has_data = false;
+  bool keep_going = true;
+  while (!parser.is_done() && keep_going) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof chunk;
+    bhttp::read(s.stream->socket(), s.buffer, parser, ec);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec) break;
+    size_t got = sizeof chunk - parser.get().body().size;
+    if (out.status != 200) {
+      out.body.append(chunk, got);
+      continue;
+    }
+    pending.append(chunk, got);
+    size_t start = 0;
+    for (size_t nl; keep_going && (nl = pending.find('\n', start)) != std::string::npos;
+         start = nl + 1) {
+      std::string_view line(pending.data() + start, nl - start);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.empty()) {  // blank line: end of one event
+        if (has_data) {
+          data.pop_back();  // the last line's \n
+          keep_going = on_data(event.empty() ? "message" : event, data);
+        }
+        data.clear();
+        event.clear();
+        has_data = false;
+      } else if (line.starts_with("data:")) {
+        line.remove_prefix(5);
+        if (line.starts_with(' ')) line.remove_prefix(1);
+        data.append(line);
+        data.push_back('\n');
+        has_data = true;
+      } else if (line.starts_with("event:")) {
+        line.remove_prefix(6);
+        if (line.starts_with(' ')) line.remove_prefix(1);
+        event = std::string(line);
+      }
+    }
+    pending.erase(0, start);
+  }
+  s.stream.reset();  // a stream's connection is never reused
+  return out;
+}
+
+}  // namespace gpuq::http

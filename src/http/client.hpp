@@ -47,11 +47,13 @@ class Client {
     return Request("POST", target, json_body, "application/json");
   }
 
-  // Reads a text/event-stream: calls on_data with each event's data (lines joined by \n)
-  // until the server ends the stream or on_data returns false. Non-200 comes back as the
-  // Response (body filled); 200 streams and returns the status with an empty body.
-  Result<Response> Stream(std::string_view target,
-                          const std::function<bool(std::string_view data)>& on_data);
+  // Reads a text/event-stream on a connection of its own: calls on_event with each event's
+  // name ("message" unless the server set `event:`) and data (lines joined by \n) until the
+  // server ends the stream or on_event returns false. Non-200 comes back as the Response
+  // (body filled); a 200 stream returns the status with an empty body.
+  Result<Response> Stream(
+      std::string_view target,
+      const std::function<bool(std::string_view event, std::string_view data)>& on_event);
 
  private:
   struct State;
