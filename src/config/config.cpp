@@ -1,1 +1,345 @@
-// placeholder: being written
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+namespace gpuq::config {
+
+namespace fs = std::filesystem;
+
+Config Defaults() {
+  Config c;
+  TaskType echo;
+  echo.name = "echo";
+  echo.connector = "echo";
+  echo.description = "Returns its payload as the result (smoke tests, benchmarks).";
+  echo.max_attempts = 3;
+  c.task_types.emplace(echo.name, echo);
+  TaskType command;
+  command.name = "command";
+  command.connector = "command";
+  command.description = "Runs payload.argv (an array of strings, no shell) in the run directory.";
+  command.max_attempts = 1;
+  c.task_types.emplace(command.name, command);
+  return c;
+}
+
+namespace {
+
+// Collects problems while reading one TOML document, naming each field by its dotted path.
+class Reader {
+ public:
+  Reader(std::vector<Problem>* problems, fs::path base) : problems_(problems), base_(std::move(base)) {}
+
+  void Report(std::string field, std::string message) {
+    problems_->push_back({std::move(field), std::move(message)});
+  }
+
+  // Reports keys of `table` not in `known`: a typo must not silently fall back to a default.
+  void CheckKeys(const toml::table& table, const std::string& prefix,
+                 std::initializer_list<std::string_view> known) {
+    for (const auto& [key, node] : table) {
+      if (std::find(known.begin(), known.end(), key.str()) == known.end()) {
+        Report(Join(prefix, key.str()), "unknown setting");
+      }
+    }
+  }
+
+  static std::string Join(const std::string& prefix, std::string_view key) {
+    return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
+  }
+
+  void String(const toml::table& t, const std::string& prefix, std::string_view key,
+              std::string& out) {
+    if (auto* node = t.get(key)) {
+      if (auto v = node->value<std::string>()) {
+        out = *v;
+      } else {
+        Report(Join(prefix, key), "must be a string");
+      }
+    }
+  }
+
+  void Int(const toml::table& t, const std::string& prefix, std::string_view key, int& out,
+           long long min, long long max) {
+    if (auto* node = t.get(key)) {
+      auto v = node->value<int64_t>();
+      if (!node->is_integer() || !v) {
+        Report(Join(prefix, key), "must be an integer");
+      } else if (*v < min || *v > max) {
+        Report(Join(prefix, key), fmt::format("must be between {} and {}", min, max));
+      } else {
+        out = static_cast<int>(*v);
+      }
+    }
+  }
+
+  // A duration given in the unit its key names (`lease_ttl_s`, `poll_ms`).
+  void Duration(const toml::table& t, const std::string& prefix, std::string_view key,
+                Millis& out, long long unit_ms, long long min, long long max) {
+    int value = static_cast<int>(out.count() / unit_ms);
+    bool present = t.contains(key);
+    Int(t, prefix, key, value, min, max);
+    if (present) out = Millis(static_cast<long long>(value) * unit_ms);
+  }
+
+  void Path(const toml::table& t, const std::string& prefix, std::string_view key, fs::path& out) {
+    std::string text;
+    if (!t.contains(key)) return;
+    String(t, prefix, key, text);
+    if (text.empty()) return;
+    fs::path p(text);
+    out = p.is_absolute() ? p : (base_ / p).lexically_normal();
+  }
+
+  const fs::path& base() const { return base_; }
+
+ private:
+  std::vector<gpuq::config::Problem>* problems_;
+  fs::path base_;
+};
+
+void ReadServer(Reader& r, const toml::table& t, ServerConfig& server) {
+  r.CheckKeys(t, "server", {"listen", "token", "max_body_mb", "threads"});
+  if (t.contains("listen")) {
+    std::string listen;
+    r.String(t, "server", "listen", listen);
+    auto parsed = ParseListen(listen);
+    if (!parsed) {
+      r.Report("server.listen", parsed.error().message);
+    } else {
+      server.host = parsed.value().first;
+      server.port = parsed.value().second;
+    }
+  }
+  r.String(t, "server", "token", server.token);
+  int body_mb = static_cast<int>(server.max_body_bytes >> 20);
+  r.Int(t, "server", "max_body_mb", body_mb, 1, 4096);
+  server.max_body_bytes = static_cast<std::size_t>(body_mb) << 20;
+  r.Int(t, "server", "threads", server.threads, 0, 256);
+}
+
+void ReadStore(Reader& r, const toml::table& t, StoreConfig& store) {
+  r.CheckKeys(t, "store", {"url", "retention_days"});
+  r.String(t, "store", "url", store.url);
+  // A relative sqlite path in the file is relative to the file, like every path in it.
+  constexpr std::string_view kSqlite = "sqlite://";
+  if (store.url.starts_with(kSqlite) && !store.url.starts_with("sqlite:///")) {
+    store.url = "sqlite://" + (r.base() / store.url.substr(kSqlite.size())).lexically_normal().string();
+  }
+  r.Int(t, "store", "retention_days", store.retention_days, 0, 100000);
+}
+
+void ReadAgent(Reader& r, const toml::table& t, AgentConfig& agent) {
+  r.CheckKeys(t, "agent",
+              {"id", "cpu_workers", "lease_ttl_s", "heartbeat_s", "poll_ms", "drain_timeout_s"});
+  r.String(t, "agent", "id", agent.id);
+  r.Int(t, "agent", "cpu_workers", agent.cpu_workers, 1, 1024);
+  r.Duration(t, "agent", "lease_ttl_s", agent.lease_ttl, 1000, 1, 3600);
+  r.Duration(t, "agent", "heartbeat_s", agent.heartbeat, 1000, 1, 600);
+  r.Duration(t, "agent", "poll_ms", agent.poll, 1, 10, 60000);
+  r.Duration(t, "agent", "drain_timeout_s", agent.drain_timeout, 1000, 0, 86400);
+}
+
+void ReadStringArray(Reader& r, const toml::table& t, const std::string& prefix,
+                     std::string_view key, std::vector<std::string>& out) {
+  auto* node = t.get(key);
+  if (!node) return;
+  auto* array = node->as_array();
+  if (!array) {
+    r.Report(Reader::Join(prefix, key), "must be an array of strings");
+    return;
+  }
+  out.clear();
+  for (const auto& item : *array) {
+    if (auto v = item.value<std::string>(); v && item.is_string()) {
+      out.push_back(*v);
+    } else {
+      r.Report(Reader::Join(prefix, key), "must be an array of strings");
+      return;
+    }
+  }
+}
+
+void ReadTaskType(Reader& r, const std::string& name, const toml::table& t, TaskType& type) {
+  std::string prefix = "task_types." + name;
+  r.CheckKeys(t, prefix,
+              {"connector", "service", "argv", "env", "timeout_s", "max_attempts", "priority",
+               "description"});
+  type.name = name;
+  r.String(t, prefix, "connector", type.connector);
+  r.String(t, prefix, "service", type.service);
+  ReadStringArray(r, t, prefix, "argv", type.argv);
+  if (auto* env = t.get("env")) {
+    if (auto* env_table = env->as_table()) {
+      for (const auto& [key, value] : *env_table) {
+        if (auto v = value.value<std::string>(); v && value.is_string()) {
+          type.env[std::string(key.str())] = *v;
+        } else {
+          r.Report(prefix + ".env." + std::string(key.str()), "must be a string");
+        }
+      }
+    } else {
+      r.Report(prefix + ".env", "must be a table of strings");
+    }
+  }
+  r.Int(t, prefix, "timeout_s", type.timeout_s, 1, 7 * 86400);
+  r.Int(t, prefix, "max_attempts", type.max_attempts, 1, 100);
+  r.Int(t, prefix, "priority", type.priority, -1'000'000, 1'000'000);
+  r.String(t, prefix, "description", type.description);
+}
+
+}  // namespace
+
+Result<std::pair<std::string, int>> ParseListen(std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
+    return Error{Errc::kInvalidArgument, fmt::format("'{}' is not HOST:PORT", text)};
+  }
+  std::string host(text.substr(0, colon));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  for (char c : text.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) {
+      return Error{Errc::kInvalidArgument, fmt::format("'{}' has a bad port", text)};
+    }
+    port = port * 10 + (c - '0');
+  }
+  if (port > 65535) return Error{Errc::kInvalidArgument, fmt::format("'{}' has a bad port", text)};
+  return std::pair{host, port};
+}
+
+Result<Config> LoadFile(const fs::path& file, std::vector<Problem>* problems) {
+  std::vector<Problem> local;
+  if (!problems) problems = &local;
+  size_t before = problems->size();
+  Config config = Defaults();
+  std::error_code ec;
+  fs::path absolute = fs::absolute(file, ec);
+  config.config_file = absolute;
+  if (!fs::is_regular_file(absolute, ec)) {
+    problems->push_back({file.string(), "no such config file"});
+    return Error{Errc::kInvalidArgument, Describe(*problems)};
+  }
+  toml::table doc;
+  try {
+    doc = toml::parse_file(absolute.string());
+  } catch (const toml::parse_error& err) {
+    const auto& where = err.source().begin;
+    problems->push_back({fmt::format("{}:{}:{}", file.string(), where.line, where.column),
+                         std::string(err.description())});
+    return Error{Errc::kInvalidArgument, Describe(*problems)};
+  }
+  Reader r(problems, absolute.parent_path());
+  r.CheckKeys(doc, "", {"data_dir", "log_level", "asset_path", "server", "store", "agent",
+                        "task_types"});
+  r.Path(doc, "", "data_dir", config.data_dir);
+  r.Path(doc, "", "asset_path", config.asset_path);
+  r.String(doc, "", "log_level", config.log_level);
+  auto section = [&](std::string_view key) -> const toml::table* {
+    auto* node = doc.get(key);
+    if (!node) return nullptr;
+    if (auto* t = node->as_table()) return t;
+    r.Report(std::string(key), "must be a table");
+    return nullptr;
+  };
+  if (auto* t = section("server")) ReadServer(r, *t, config.server);
+  if (auto* t = section("store")) ReadStore(r, *t, config.store);
+  if (auto* t = section("agent")) ReadAgent(r, *t, config.agent);
+  if (auto* t = section("task_types")) {
+    for (const auto& [key, node] : *t) {
+      std::string name(key.str());
+      auto* type_table = node.as_table();
+      if (!type_table) {
+        r.Report("task_types." + name, "must be a table");
+        continue;
+      }
+      TaskType& type = config.task_types[name];  // may refine a built-in (echo, command)
+      ReadTaskType(r, name, *type_table, type);
+    }
+  }
+  if (problems->size() > before) return Error{Errc::kInvalidArgument, Describe(*problems)};
+  return config;
+}
+
+void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv getenv) {
+  auto get = [&](const char* name) -> std::optional<std::string> {
+    const char* v = getenv(name);
+    if (!v || !*v) return std::nullopt;
+    return std::string(v);
+  };
+  if (auto v = get("GPUQ_TOKEN")) config.server.token = *v;
+  if (auto v = get("GPUQ_DATA_DIR")) config.data_dir = *v;
+  if (auto v = get("GPUQ_STORE")) config.store.url = *v;
+  if (auto v = get("ASSET_PATH")) config.asset_path = *v;
+  if (auto v = get("GPUQ_LISTEN")) {
+    auto parsed = ParseListen(*v);
+    if (!parsed) {
+      problems->push_back({"GPUQ_LISTEN", parsed.error().message});
+    } else {
+      config.server.host = parsed.value().first;
+      config.server.port = parsed.value().second;
+    }
+  }
+  // The notes' Redis variables select a Redis store when either is set.
+  auto redis_host = get("REDIS_HOST");
+  auto redis_port = get("REDIS_PORT");
+  if (redis_host || redis_port) {
+    config.store.url = fmt::format("redis://{}:{}/0", redis_host.value_or("localhost"),
+                                   redis_port.value_or("6379"));
+  }
+}
+
+void Finalize(Config& config, const std::vector<std::string>& known_connectors,
+              std::vector<Problem>* problems) {
+  std::error_code ec;
+  config.data_dir = fs::absolute(config.data_dir, ec).lexically_normal();
+  if (config.store.url.empty()) {
+    config.store.url = "sqlite://" + (config.data_dir / "gpuq.db").string();
+  }
+  if (config.server.port < 0 || config.server.port > 65535) {
+    problems->push_back({"server.listen", "port must be between 0 and 65535"});
+  }
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error",
+                                                "critical", "off"};
+  if (!kLevels.count(config.log_level)) {
+    problems->push_back({"log_level", "must be one of trace, debug, info, warn, error, off"});
+  }
+  for (auto& [name, type] : config.task_types) {
+    std::string prefix = "task_types." + name;
+    type.name = name;
+    if (type.connector.empty()) {
+      problems->push_back({prefix + ".connector", "is required"});
+    } else if (std::find(known_connectors.begin(), known_connectors.end(), type.connector) ==
+               known_connectors.end()) {
+      problems->push_back({prefix + ".connector",
+                           fmt::format("unknown connector '{}' (known: {})", type.connector,
+                                       fmt::join(known_connectors, ", "))});
+    }
+    if (!type.service.empty()) {
+      problems->push_back({prefix + ".service",
+                           fmt::format("service '{}' is not configured (no [services] yet)",
+                                       type.service)});
+    }
+    if (type.connector == "command" && name != "command" && type.argv.empty()) {
+      problems->push_back({prefix + ".argv", "a command task type needs a non-empty argv"});
+    }
+    if (name == "comfy") {
+      problems->push_back({prefix, "'comfy' is an alias of 'comfyui'; name the type comfyui"});
+    }
+  }
+}
+
+std::string Describe(const std::vector<Problem>& problems) {
+  std::string out;
+  for (const auto& p : problems) {
+    if (!out.empty()) out += "; ";
+    out += p.field.empty() ? p.message : p.field + ": " + p.message;
+  }
+  return out;
+}
+
+}  // namespace gpuq::config

@@ -2,6 +2,7 @@
 // One tree of plain structs: defaults < TOML file < environment < flags.
 // Only config/ reads the environment; every module gets its section.
 #include <chrono>
+#include <cstdlib>
 #include <cstddef>
 #include <filesystem>
 #include <map>
@@ -45,6 +46,7 @@ struct Config {
   AgentConfig agent;
   std::map<std::string, TaskType> task_types;  // always holds "echo" (and "command" generic)
   std::filesystem::path config_file;           // empty when none was given
+  std::filesystem::path asset_path;            // ASSET_PATH: root for task inputs/outputs
 };
 
 struct Problem {
@@ -61,10 +63,14 @@ Result<Config> LoadFile(const std::filesystem::path& file, std::vector<Problem>*
 
 // The notes' environment variables (and GPUQ_*): GPUQ_TOKEN, GPUQ_DATA_DIR, GPUQ_STORE,
 // GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH.
-void ApplyEnvironment(Config& config, std::vector<Problem>* problems);
+// `getenv` is injectable for tests.
+using GetEnv = char* (*)(const char*);
+void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv getenv = &std::getenv);
 
-// Checks cross-field rules; appends problems. Makes data_dir absolute.
-void Finalize(Config& config, std::vector<Problem>* problems);
+// Checks cross-field rules (every task type names a connector in `known_connectors`, ...);
+// appends problems. Makes data_dir absolute and fills store.url when empty.
+void Finalize(Config& config, const std::vector<std::string>& known_connectors,
+              std::vector<Problem>* problems);
 
 // "a: x; b: y" for an Error message.
 std::string Describe(const std::vector<Problem>& problems);
