@@ -173,6 +173,12 @@ void ReadTaskType(Reader& r, const std::string& name, const toml::table& t, Task
   r.String(t, prefix, "connector", type.connector);
   r.String(t, prefix, "service", type.service);
   ReadStringArray(r, t, prefix, "argv", type.argv);
+  // A program given as a relative path ("scripts/x.sh") is relative to the config file, like
+  // every path in it; a bare name ("echo") is looked up in PATH when it runs.
+  if (!type.argv.empty() && type.argv[0].find('/') != std::string::npos &&
+      type.argv[0].find("{{") == std::string::npos && !fs::path(type.argv[0]).is_absolute()) {
+    type.argv[0] = (r.base() / type.argv[0]).lexically_normal().string();
+  }
   if (auto* env = t.get("env")) {
     if (auto* env_table = env->as_table()) {
       for (const auto& [key, value] : *env_table) {

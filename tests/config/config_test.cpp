@@ -1,0 +1,199 @@
+#include "config/config.hpp"
+
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "support/temp_dir.hpp"
+
+namespace gpuq::config {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::Field;
+using ::testing::HasSubstr;
+
+const std::vector<std::string> kConnectors = {"echo", "command"};
+
+std::filesystem::path Write(const gpuq::testing::TempDir& dir, const std::string& text) {
+  auto path = dir / "gpuq.toml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+auto ProblemAt(const std::string& field, const std::string& text) {
+  return AllOf(Field(&Problem::field, field), Field(&Problem::message, HasSubstr(text)));
+}
+
+TEST(Config, DefaultsHaveEchoAndCommandOnLoopback) {
+  Config c = Defaults();
+
+  EXPECT_EQ(c.server.host, "127.0.0.1");
+  EXPECT_EQ(c.server.port, 8000);
+  EXPECT_EQ(c.server.max_body_bytes, 16u << 20);
+  EXPECT_TRUE(c.task_types.count("echo"));
+  EXPECT_TRUE(c.task_types.count("command"));
+}
+
+TEST(Config, ReadsEverySectionAndMakesPathsRelativeToTheFile) {
+  gpuq::testing::TempDir dir;
+  auto file = Write(dir, R"(
+data_dir = "data"
+[server]
+listen = "127.0.0.1:9100"
+token = "s3cret"
+max_body_mb = 2
+[store]
+url = "sqlite://db/q.db"
+retention_days = 7
+[agent]
+id = "host-a"
+cpu_workers = 3
+lease_ttl_s = 20
+heartbeat_s = 4
+poll_ms = 50
+[task_types.hello]
+connector = "command"
+argv = ["scripts/hi.sh", "{{name}}"]
+env = { GREETING = "hi {{name}}" }
+timeout_s = 5
+max_attempts = 1
+)");
+  std::vector<Problem> problems;
+
+  auto c = LoadFile(file, &problems);
+
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c.value().data_dir, dir.path() / "data");
+  EXPECT_EQ(c.value().server.port, 9100);
+  EXPECT_EQ(c.value().server.token, "s3cret");
+  EXPECT_EQ(c.value().server.max_body_bytes, 2u << 20);
+  EXPECT_EQ(c.value().store.url, "sqlite://" + (dir.path() / "db/q.db").string());
+  EXPECT_EQ(c.value().store.retention_days, 7);
+  EXPECT_EQ(c.value().agent.lease_ttl, std::chrono::seconds(20));
+  EXPECT_EQ(c.value().agent.poll, std::chrono::milliseconds(50));
+  const auto& hello = c.value().task_types.at("hello");
+  EXPECT_EQ(hello.argv.at(0), (dir.path() / "scripts/hi.sh").string());
+  EXPECT_EQ(hello.env.at("GREETING"), "hi {{name}}");
+  EXPECT_EQ(hello.timeout_s, 5);
+}
+
+TEST(Config, ReportsEveryProblemAtOnceNamingTheField) {
+  gpuq::testing::TempDir dir;
+  auto file = Write(dir, R"(
+colour = "blue"
+[server]
+listen = "nonsense"
+max_body_mb = "big"
+[agent]
+cpu_workers = 0
+[task_types.a]
+connector = "command"
+argv = "not-an-array"
+timeout = 5
+)");
+  std::vector<Problem> problems;
+
+  auto c = LoadFile(file, &problems);
+
+  ASSERT_FALSE(c);
+  EXPECT_THAT(problems, Contains(ProblemAt("colour", "unknown setting")));
+  EXPECT_THAT(problems, Contains(ProblemAt("server.listen", "HOST:PORT")));
+  EXPECT_THAT(problems, Contains(ProblemAt("server.max_body_mb", "integer")));
+  EXPECT_THAT(problems, Contains(ProblemAt("agent.cpu_workers", "between")));
+  EXPECT_THAT(problems, Contains(ProblemAt("task_types.a.argv", "array of strings")));
+  EXPECT_THAT(problems, Contains(ProblemAt("task_types.a.timeout", "unknown setting")));
+  EXPECT_THAT(c.error().message, HasSubstr("task_types.a.argv"));
+}
+
+TEST(Config, FinalizeRejectsUnknownConnectorsAndCommandsWithoutArgv) {
+  Config c = Defaults();
+  c.task_types["x"] = TaskType{.name = "x", .connector = "teleport"};
+  c.task_types["y"] = TaskType{.name = "y", .connector = "command"};
+  std::vector<Problem> problems;
+
+  Finalize(c, kConnectors, &problems);
+
+  EXPECT_THAT(problems, Contains(ProblemAt("task_types.x.connector", "unknown connector 'teleport'")));
+  EXPECT_THAT(problems, Contains(ProblemAt("task_types.y.argv", "non-empty argv")));
+}
+
+TEST(Config, FinalizeMakesDataDirAbsoluteAndDefaultsTheStoreIntoIt) {
+  Config c = Defaults();
+  c.data_dir = "rel-data";
+  std::vector<Problem> problems;
+
+  Finalize(c, kConnectors, &problems);
+
+  EXPECT_TRUE(problems.empty());
+  EXPECT_TRUE(c.data_dir.is_absolute());
+  EXPECT_EQ(c.store.url, "sqlite://" + (c.data_dir / "gpuq.db").string());
+}
+
+TEST(Config, SyntaxErrorNamesLineAndColumn) {
+  gpuq::testing::TempDir dir;
+  auto file = Write(dir, "[server\nlisten = 1\n");
+  std::vector<Problem> problems;
+
+  auto c = LoadFile(file, &problems);
+
+  ASSERT_FALSE(c);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_THAT(problems[0].field, HasSubstr(":1:"));
+}
+
+TEST(Config, MissingFileIsAProblem) {
+  std::vector<Problem> problems;
+
+  auto c = LoadFile("/nonexistent/gpuq.toml", &problems);
+
+  ASSERT_FALSE(c);
+  EXPECT_THAT(problems, Contains(ProblemAt("/nonexistent/gpuq.toml", "no such config file")));
+}
+
+const char* FakeEnv(const char* name) {
+  std::string n(name);
+  if (n == "GPUQ_TOKEN") return "from-env";
+  if (n == "REDIS_HOST") return "redis.local";
+  if (n == "GPUQ_LISTEN") return "0.0.0.0:7000";
+  if (n == "ASSET_PATH") return "/srv/assets";
+  return nullptr;
+}
+
+TEST(Config, EnvironmentOverridesTheFile) {
+  Config c = Defaults();
+  std::vector<Problem> problems;
+
+  ApplyEnvironment(c, &problems, [](const char* n) { return const_cast<char*>(FakeEnv(n)); });
+
+  EXPECT_TRUE(problems.empty());
+  EXPECT_EQ(c.server.token, "from-env");
+  EXPECT_EQ(c.store.url, "redis://redis.local:6379/0");
+  EXPECT_EQ(c.server.host, "0.0.0.0");
+  EXPECT_EQ(c.server.port, 7000);
+  EXPECT_EQ(c.asset_path, "/srv/assets");
+}
+
+TEST(Config, ParseListenAcceptsHostPortAndIpv6) {
+  EXPECT_EQ(ParseListen("127.0.0.1:80").value(), (std::pair<std::string, int>{"127.0.0.1", 80}));
+  EXPECT_EQ(ParseListen("[::1]:8000").value(), (std::pair<std::string, int>{"::1", 8000}));
+  EXPECT_FALSE(ParseListen("8000"));
+  EXPECT_FALSE(ParseListen("host:"));
+  EXPECT_FALSE(ParseListen("host:99999"));
+  EXPECT_FALSE(ParseListen("host:8x"));
+}
+
+TEST(Config, DemoConfigIsValid) {
+  std::vector<Problem> problems;
+
+  auto c = LoadFile(std::filesystem::path(GPUQ_SOURCE_DIR) / "examples/demo.toml", &problems);
+  ASSERT_TRUE(c) << c.error().message;
+  Finalize(c.value(), kConnectors, &problems);
+
+  EXPECT_TRUE(problems.empty()) << Describe(problems);
+}
+
+}  // namespace
+}  // namespace gpuq::config
