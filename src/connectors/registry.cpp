@@ -1,1 +1,30 @@
-// placeholder: being written
+#include "connectors/command/command_connector.hpp"
+#include "connectors/connector.hpp"
+#include "connectors/echo/echo_connector.hpp"
+
+namespace gpuq::connectors {
+
+void ConnectorRegistry::Add(std::string name, std::unique_ptr<Connector> connector) {
+  connectors_[std::move(name)] = std::move(connector);
+}
+
+Connector* ConnectorRegistry::Find(std::string_view name) const {
+  auto it = connectors_.find(name);
+  return it == connectors_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> ConnectorRegistry::Names() const {
+  std::vector<std::string> names;
+  names.reserve(connectors_.size());
+  for (const auto& [name, connector] : connectors_) names.push_back(name);
+  return names;
+}
+
+ConnectorRegistry BuiltinConnectors() {
+  ConnectorRegistry registry;
+  registry.Add("echo", std::make_unique<EchoConnector>());
+  registry.Add("command", std::make_unique<CommandConnector>());
+  return registry;
+}
+
+}  // namespace gpuq::connectors

@@ -1,0 +1,21 @@
+#include "connectors/connector.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace gpuq::connectors {
+namespace {
+
+using ::testing::ElementsAre;
+
+TEST(ConnectorRegistry, BuiltinsHaveEchoAndCommand) {
+  ConnectorRegistry registry = BuiltinConnectors();
+
+  EXPECT_THAT(registry.Names(), ElementsAre("command", "echo"));
+  EXPECT_NE(registry.Find("echo"), nullptr);
+  EXPECT_NE(registry.Find("command"), nullptr);
+  EXPECT_EQ(registry.Find("comfyui"), nullptr);
+}
+
+}  // namespace
+}  // namespace gpuq::connectors
