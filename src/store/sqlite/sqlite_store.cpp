@@ -1,1 +1,1278 @@
-// placeholder: being written
+#include "store/sqlite/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <semaphore>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "core/ids.hpp"
+
+namespace gpuq::store {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Schema. Times are integer milliseconds since the epoch; JSON fields are JSON text.
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY NOT NULL,
+  type TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN
+      ('waiting', 'pending', 'processing', 'completed', 'failed', 'cancelled')),
+  payload TEXT NOT NULL,
+  result TEXT,
+  error TEXT,
+  parent_run_id TEXT,
+  depends_on TEXT NOT NULL DEFAULT '[]',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  timeout_s INTEGER NOT NULL,
+  progress TEXT,
+  waiting_reason TEXT,
+  worker TEXT,
+  gpu TEXT,
+  idempotency_key TEXT,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  not_before INTEGER,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  files TEXT NOT NULL DEFAULT '[]',
+  lease_token INTEGER,
+  lease_expires_at INTEGER
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs (idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+-- Claim: one ordered, covering scan per task type over pending runs only.
+CREATE INDEX runs_claim ON runs (type, priority DESC, created_at, id, not_before)
+  WHERE state = 'pending';
+-- List: newest first, unfiltered or by one filter.
+CREATE INDEX runs_newest ON runs (created_at DESC, id DESC);
+CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC);
+CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC);
+CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at DESC, id DESC)
+  WHERE parent_run_id IS NOT NULL;
+-- RequeueExpired / RequeueHeldBy: processing runs only.
+CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE state = 'processing';
+-- PurgeFinishedBefore.
+CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+-- depends_on edges, to find a parent's children without scanning the JSON text.
+CREATE TABLE run_deps (
+  parent_id TEXT NOT NULL,
+  child_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  PRIMARY KEY (parent_id, child_id)
+) WITHOUT ROWID;
+CREATE INDEX run_deps_child ON run_deps (child_id);
+-- Global counters; `lease_token` is the fencing token, never reused.
+CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('lease_token', 0);
+)sql";
+
+// Every Run field, in the order ReadRun reads them.
+#define GPUQ_RUN_COLUMNS                                                                    \
+  "id, type, priority, state, payload, result, error, parent_run_id, depends_on, attempts, " \
+  "max_attempts, timeout_s, progress, waiting_reason, worker, gpu, idempotency_key, "        \
+  "created_at, started_at, finished_at, not_before, cancel_requested, files"
+
+constexpr int kBusyTimeoutMs = 30'000;
+
+Json ParseJson(std::string_view text) {
+  // Only this store writes these columns; a value that does not parse reads as null.
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? Json(nullptr) : j;
+}
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+Error SqlError(sqlite3* db, int rc, std::string_view what) {
+  Errc code = Errc::kInternal;
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_PERM: code = Errc::kUnavailable; break;
+    default: break;
+  }
+  const char* message = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return Error{code, fmt::format("sqlite {}: {}", what, message)};
+}
+
+Error NotFound(std::string_view id) {
+  return Error{Errc::kNotFound, fmt::format("run {} not found", id)};
+}
+
+// A cached prepared statement in use; resets it when the scope ends, so no read transaction
+// stays open and the cache can hand it out again.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Stmt(Stmt&& other) noexcept
+      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), next_(other.next_) {}
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() {
+    if (stmt_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+
+  // Binds the next parameter (1, 2, ...).
+  Stmt& Bind(long long v) {
+    sqlite3_bind_int64(stmt_, ++next_, v);
+    return *this;
+  }
+  Stmt& Bind(int v) { return Bind(static_cast<long long>(v)); }
+  Stmt& Bind(std::string_view v) {
+    sqlite3_bind_text(stmt_, ++next_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(const char* v) { return Bind(std::string_view(v)); }
+  Stmt& Bind(const std::string& v) { return Bind(std::string_view(v)); }
+  Stmt& Bind(const std::optional<std::string>& v) {
+    return v ? Bind(std::string_view(*v)) : BindNull();
+  }
+  Stmt& Bind(const std::optional<TimePoint>& v) { return v ? Bind(ToMillis(*v)) : BindNull(); }
+  Stmt& Bind(TimePoint v) { return Bind(ToMillis(v)); }
+  Stmt& BindNull() {
+    sqlite3_bind_null(stmt_, ++next_);
+    return *this;
+  }
+
+  // One step: true when it produced a row, false when done.
+  Result<bool> Step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqlError(db_, rc, "step");
+  }
+  // Steps to the end, ignoring rows.
+  Result<void> Run() {
+    while (true) {
+      BOOST_OUTCOME_TRY(auto row, Step());
+      if (!row) return Ok();
+    }
+  }
+
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  long long Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+  std::string_view Text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string_view(p, static_cast<size_t>(n)) : std::string_view();
+  }
+  std::string String(int col) const { return std::string(Text(col)); }
+  std::optional<std::string> OptString(int col) const {
+    return IsNull(col) ? std::nullopt : std::optional<std::string>(String(col));
+  }
+  std::optional<TimePoint> OptTime(int col) const {
+    return IsNull(col) ? std::nullopt : std::optional<TimePoint>(FromMillis(Int(col)));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int next_ = 0;
+};
+
+// One SQLite connection and its statement cache. Used by one thread at a time.
+class Conn {
+ public:
+  static Result<std::unique_ptr<Conn>> Open(const std::filesystem::path& file) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(file.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      Error error = SqlError(db, rc, fmt::format("open {}", file.string()));
+      sqlite3_close_v2(db);
+      return error;
+    }
+    auto conn = std::unique_ptr<Conn>(new Conn(db));
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    BOOST_OUTCOME_TRY(conn->Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"));
+    return conn;
+  }
+
+  ~Conn() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  sqlite3* db() const { return db_; }
+
+  // The cached statement for `sql`, prepared on first use.
+  Result<Stmt> Prepare(std::string_view sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                                  SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+      if (rc != SQLITE_OK) return SqlError(db_, rc, "prepare");
+      it = cache_.emplace(std::string(sql), stmt).first;
+    } else if (sqlite3_stmt_busy(it->second)) {
+      // Two live uses of one statement would reset each other: a bug in this file.
+      return Error{Errc::kInternal, fmt::format("sqlite statement already in use: {}", sql)};
+    }
+    return Stmt(db_, it->second);
+  }
+
+  // Runs SQL text with no parameters or results (pragmas, DDL).
+  Result<void> Exec(const char* sql) {
+    char* message = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+    if (rc == SQLITE_OK) return Ok();
+    Error error{Errc::kInternal, ""};
+    error = SqlError(db_, rc, "exec");
+    if (message) {
+      error.message = fmt::format("sqlite exec: {}", message);
+      sqlite3_free(message);
+    }
+    return error;
+  }
+
+ private:
+  explicit Conn(sqlite3* db) : db_(db) {}
+
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*, Hash, std::equal_to<>> cache_;
+};
+
+// Reads the GPUQ_RUN_COLUMNS starting at column 0.
+Run ReadRun(const Stmt& s) {
+  Run run;
+  run.id = s.String(0);
+  run.type = s.String(1);
+  run.priority = static_cast<int>(s.Int(2));
+  run.state = ParseRunState(s.Text(3)).value_or(RunState::kFailed);
+  run.payload = ParseJson(s.Text(4));
+  if (!s.IsNull(5)) run.result = ParseJson(s.Text(5));
+  run.error = s.OptString(6);
+  run.parent_run_id = s.OptString(7);
+  Json deps = ParseJson(s.Text(8));
+  if (deps.is_array()) {
+    for (const auto& d : deps) {
+      if (d.is_string()) run.depends_on.push_back(d.get<std::string>());
+    }
+  }
+  run.attempts = static_cast<int>(s.Int(9));
+  run.max_attempts = static_cast<int>(s.Int(10));
+  run.timeout_s = static_cast<int>(s.Int(11));
+  if (!s.IsNull(12)) {
+    Json progress = ParseJson(s.Text(12));
+    if (progress.is_object()) {
+      auto fraction = progress.find("fraction");
+      if (fraction != progress.end() && fraction->is_number()) {
+        run.progress.fraction = fraction->get<double>();
+      }
+      auto message = progress.find("message");
+      if (message != progress.end() && message->is_string()) {
+        run.progress.message = message->get<std::string>();
+      }
+    }
+  }
+  run.waiting_reason = s.OptString(13);
+  run.worker = s.OptString(14);
+  run.gpu = s.OptString(15);
+  run.idempotency_key = s.OptString(16);
+  run.created_at = FromMillis(s.Int(17));
+  run.started_at = s.OptTime(18);
+  run.finished_at = s.OptTime(19);
+  run.not_before = s.OptTime(20);
+  run.cancel_requested = s.Int(21) != 0;
+  Json files = ParseJson(s.Text(22));
+  if (files.is_array()) {
+    for (const auto& f : files) {
+      if (f.is_string()) run.files.push_back(f.get<std::string>());
+    }
+  }
+  return run;
+}
+
+std::string ProgressJson(const Progress& progress) {
+  Json j = Json::object();
+  j["fraction"] = progress.fraction ? Json(*progress.fraction) : Json(nullptr);
+  j["message"] = progress.message;
+  return Dump(j);
+}
+
+std::string StringArrayJson(const std::vector<std::string>& items) {
+  return Dump(Json(items));
+}
+
+std::string WaitingReason(size_t parents) {
+  return fmt::format("waiting for {} parent runs", parents);
+}
+
+// List cursor: "<created_at ms>_<id>" of the last row of a page.
+std::string MakeCursor(const Run& run) {
+  return fmt::format("{}_{}", ToMillis(run.created_at), run.id);
+}
+
+std::optional<std::pair<long long, std::string>> ParseCursor(std::string_view cursor) {
+  auto sep = cursor.find('_');
+  if (sep == std::string_view::npos || sep == 0 || sep > 18 || sep + 1 >= cursor.size()) {
+    return std::nullopt;
+  }
+  long long ms = 0;
+  for (char c : cursor.substr(0, sep)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    ms = ms * 10 + (c - '0');
+  }
+  return std::make_pair(ms, std::string(cursor.substr(sep + 1)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-thread read connections. Each thread keeps, per live store, one connection the store owns;
+// looking it up is a scan of a tiny thread-local vector, with no lock. A store id is never
+// reused, so a slot of a destroyed store is never matched again; misses prune such slots.
+
+class ReaderOwner {
+ public:
+  virtual void CloseReader(Conn* conn) = 0;  // called with the registry lock held
+
+ protected:
+  ~ReaderOwner() = default;
+};
+
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<uint64_t, ReaderOwner*> live;
+  std::atomic<uint64_t> next_id{1};
+};
+
+Registry& GlobalRegistry() {
+  static auto* registry = new Registry;  // never destroyed: thread exits may still use it
+  return *registry;
+}
+
+struct ReaderSlot {
+  uint64_t store_id;
+  Conn* conn;
+  uint64_t seen_work;  // WaitForWork: the wake-up generation this thread has seen
+};
+
+struct ThreadReaders {
+  std::vector<ReaderSlot> slots;
+  ~ThreadReaders() {
+    // A thread that ends hands its connections back to the stores still alive.
+    Registry& registry = GlobalRegistry();
+    std::lock_guard lock(registry.mu);
+    for (const auto& slot : slots) {
+      auto it = registry.live.find(slot.store_id);
+      if (it != registry.live.end()) it->second->CloseReader(slot.conn);
+    }
+  }
+};
+
+thread_local ThreadReaders tls_readers;
+
+// ---------------------------------------------------------------------------------------------
+// The writer side.
+
+// What a write operation sees: the writer connection inside the open transaction, and the time.
+struct Tx {
+  Conn& db;
+  TimePoint now;
+  bool wake = false;  // set when the operation made work claimable
+};
+
+// One queued write. Lives on the caller's stack until `done` is released.
+struct Op {
+  bool (*fn)(void* ctx, Tx& tx) = nullptr;  // runs the operation; true: keep its changes
+  void* ctx = nullptr;
+  std::optional<Error> batch_error;  // the transaction itself failed: every op gets this
+  std::binary_semaphore done{0};
+};
+
+Result<Run> LoadRun(Conn& db, std::string_view id) {
+  BOOST_OUTCOME_TRY(auto s, db.Prepare("SELECT " GPUQ_RUN_COLUMNS " FROM runs WHERE id = ?"));
+  s.Bind(id);
+  BOOST_OUTCOME_TRY(auto row, s.Step());
+  if (!row) return NotFound(id);
+  return ReadRun(s);
+}
+
+// A write about a lease matched nothing: the run is unknown, or the lease is gone.
+Error LeaseError(Conn& db, std::string_view id) {
+  auto s = db.Prepare("SELECT state FROM runs WHERE id = ?");
+  if (!s) return s.error();
+  s.value().Bind(id);
+  auto row = s.value().Step();
+  if (!row) return row.error();
+  if (!row.value()) return NotFound(id);
+  return Error{Errc::kConflict, fmt::format("lease lost on run {} (it is {})", id,
+                                            s.value().Text(0))};
+}
+
+// The run `parent` ended without completing: every run waiting on it fails, and so on down.
+Result<void> FailWaitingChildren(Tx& tx, std::string parent, std::string why) {
+  std::vector<std::pair<std::string, std::string>> work{{std::move(parent), std::move(why)}};
+  while (!work.empty()) {
+    auto [id, reason] = std::move(work.back());
+    work.pop_back();
+    std::vector<std::string> children;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                    "SELECT d.child_id FROM run_deps d JOIN runs r ON r.id = "
+                                    "d.child_id WHERE d.parent_id = ? AND r.state = 'waiting'"));
+      s.Bind(id);
+      while (true) {
+        BOOST_OUTCOME_TRY(auto row, s.Step());
+        if (!row) break;
+        children.push_back(s.String(0));
+      }
+    }
+    std::string error = fmt::format("parent run {} {}", id, reason);
+    for (auto& child : children) {
+      BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
+                                    "UPDATE runs SET state = 'failed', error = ?, finished_at = ?, "
+                                    "waiting_reason = NULL WHERE id = ?"));
+      u.Bind(error).Bind(tx.now).Bind(child);
+      BOOST_OUTCOME_TRY(u.Run());
+      work.emplace_back(std::move(child), "failed");
+    }
+  }
+  return Ok();
+}
+
+// The run `parent` completed: its waiting children whose parents all completed become pending.
+Result<void> ReleaseWaitingChildren(Tx& tx, std::string_view parent) {
+  std::vector<std::string> children;
+  {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                  "SELECT d.child_id FROM run_deps d JOIN runs r ON r.id = "
+                                  "d.child_id WHERE d.parent_id = ? AND r.state = 'waiting'"));
+    s.Bind(parent);
+    while (true) {
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (!row) break;
+      children.push_back(s.String(0));
+    }
+  }
+  for (const auto& child : children) {
+    long long unfinished = 0;
+    {
+      // A parent that is gone was purged, which only happens to finished runs; had it not
+      // completed, this child would already have failed.
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                    "SELECT count(*) FROM run_deps d JOIN runs r ON r.id = "
+                                    "d.parent_id WHERE d.child_id = ? AND r.state != 'completed'"));
+      s.Bind(child);
+      BOOST_OUTCOME_TRY(s.Step());
+      unfinished = s.Int(0);
+    }
+    if (unfinished == 0) {
+      BOOST_OUTCOME_TRY(auto u, tx.db.Prepare("UPDATE runs SET state = 'pending', "
+                                              "waiting_reason = NULL WHERE id = ?"));
+      u.Bind(child);
+      BOOST_OUTCOME_TRY(u.Run());
+      tx.wake = true;
+    } else {
+      BOOST_OUTCOME_TRY(auto u,
+                        tx.db.Prepare("UPDATE runs SET waiting_reason = ? WHERE id = ?"));
+      u.Bind(WaitingReason(static_cast<size_t>(unfinished))).Bind(child);
+      BOOST_OUTCOME_TRY(u.Run());
+    }
+  }
+  return Ok();
+}
+
+// A processing run lost its attempt (lease expired, worker restarted): back to pending with
+// backoff, or failed once it used max_attempts.
+Result<void> RequeueOrFail(Tx& tx, const std::string& id, int attempts, int max_attempts,
+                           std::string_view why) {
+  if (attempts >= max_attempts) {
+    BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
+                                  "UPDATE runs SET state = 'failed', error = ?, finished_at = ?, "
+                                  "lease_token = NULL, lease_expires_at = NULL, "
+                                  "cancel_requested = 0 WHERE id = ?"));
+    u.Bind(fmt::format("{} after {} attempts", why, attempts)).Bind(tx.now).Bind(id);
+    BOOST_OUTCOME_TRY(u.Run());
+    return FailWaitingChildren(tx, id, "failed");
+  }
+  BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
+                                "UPDATE runs SET state = 'pending', error = ?, not_before = ?, "
+                                "lease_token = NULL, lease_expires_at = NULL, worker = NULL, "
+                                "cancel_requested = 0 WHERE id = ?"));
+  u.Bind(fmt::format("{} on attempt {}", why, attempts))
+      .Bind(tx.now + RetryBackoff(attempts))
+      .Bind(id);
+  BOOST_OUTCOME_TRY(u.Run());
+  tx.wake = true;
+  return Ok();
+}
+
+struct Held {
+  std::string id;
+  std::string worker;
+  int attempts;
+  int max_attempts;
+};
+
+Result<int> RequeueHeld(Tx& tx, const std::vector<Held>& held, bool expired) {
+  for (const auto& h : held) {
+    std::string why = expired ? std::string("lease expired")
+                              : fmt::format("worker {} gave the run up", h.worker);
+    BOOST_OUTCOME_TRY(RequeueOrFail(tx, h.id, h.attempts, h.max_attempts, why));
+  }
+  return static_cast<int>(held.size());
+}
+
+Result<std::vector<Held>> CollectHeld(Stmt& s) {
+  std::vector<Held> held;
+  while (true) {
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) break;
+    held.push_back(Held{s.String(0), s.String(1), static_cast<int>(s.Int(2)),
+                        static_cast<int>(s.Int(3))});
+  }
+  return held;
+}
+
+constexpr const char* kExpiredSql =
+    "SELECT id, coalesce(worker, ''), attempts, max_attempts FROM runs "
+    "WHERE state = 'processing' AND lease_expires_at < ?";
+constexpr const char* kHeldBySql =
+    "SELECT id, coalesce(worker, ''), attempts, max_attempts FROM runs "
+    "WHERE state = 'processing' AND substr(coalesce(worker, ''), 1, length(?1)) = ?1";
+constexpr const char* kClaimableSql =
+    "SELECT priority, created_at, id FROM runs WHERE state = 'pending' AND type = ? "
+    "AND coalesce(not_before, 0) <= ? ORDER BY priority DESC, created_at, id LIMIT ?";
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct SqliteStore::State final : ReaderOwner {
+  State(std::filesystem::path file_in, Clock& clock_in, std::unique_ptr<Conn> writer_conn_in)
+      : file(std::move(file_in)), clock(clock_in), writer_conn(std::move(writer_conn_in)) {
+    id = GlobalRegistry().next_id.fetch_add(1);
+    {
+      std::lock_guard lock(GlobalRegistry().mu);
+      GlobalRegistry().live.emplace(id, this);
+    }
+    writer = std::thread([this] { WriterLoop(); });
+  }
+
+  ~State() {
+    {
+      std::lock_guard lock(queue_mu);
+      stopping = true;
+    }
+    queue_cv.notify_one();
+    writer.join();
+    {
+      std::lock_guard lock(GlobalRegistry().mu);
+      GlobalRegistry().live.erase(id);
+    }
+    std::lock_guard lock(readers_mu);
+    readers.clear();
+  }
+
+  void CloseReader(Conn* conn) override {
+    std::lock_guard lock(readers_mu);
+    std::erase_if(readers, [conn](const auto& r) { return r.get() == conn; });
+  }
+
+  // This thread's read connection (opened on first use) and its slot.
+  Result<ReaderSlot*> Reader() {
+    auto& slots = tls_readers.slots;
+    for (auto& slot : slots) {
+      if (slot.store_id == id) return &slot;
+    }
+    {
+      Registry& registry = GlobalRegistry();
+      std::lock_guard lock(registry.mu);
+      std::erase_if(slots, [&](const ReaderSlot& s) { return !registry.live.count(s.store_id); });
+    }
+    BOOST_OUTCOME_TRY(auto conn, Conn::Open(file));
+    Conn* raw = conn.get();
+    {
+      std::lock_guard lock(readers_mu);
+      readers.push_back(std::move(conn));
+    }
+    slots.push_back(ReaderSlot{id, raw, work_generation.load()});
+    return &slots.back();
+  }
+
+  // Runs `f(Tx&) -> Result<T>` on the writer thread inside the next group transaction and
+  // returns its result once that transaction committed (or the transaction's error).
+  template <class F>
+  auto Write(F&& f) -> std::invoke_result_t<F&, Tx&> {
+    using R = std::invoke_result_t<F&, Tx&>;
+    struct Ctx {
+      std::remove_reference_t<F>* f;
+      std::optional<R> out;
+    };
+    Ctx ctx{&f, std::nullopt};
+    Op op;
+    op.ctx = &ctx;
+    op.fn = [](void* p, Tx& tx) -> bool {
+      auto* c = static_cast<Ctx*>(p);
+      try {
+        c->out.emplace((*c->f)(tx));
+      } catch (const std::exception& e) {
+        c->out.emplace(Error{Errc::kInternal, fmt::format("store write failed: {}", e.what())});
+      }
+      return c->out->has_value();
+    };
+    {
+      std::lock_guard lock(queue_mu);
+      queue.push_back(&op);
+    }
+    queue_cv.notify_one();
+    op.done.acquire();
+    if (op.batch_error) return *op.batch_error;
+    return std::move(*ctx.out);
+  }
+
+  void WriterLoop() {
+    std::vector<Op*> batch;
+    while (true) {
+      {
+        std::unique_lock lock(queue_mu);
+        queue_cv.wait(lock, [this] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;  // stopping, and nothing left to do
+        batch.swap(queue);
+      }
+      RunBatch(batch);
+      batch.clear();
+    }
+  }
+
+  Result<void> Simple(const char* sql) {
+    BOOST_OUTCOME_TRY(auto s, writer_conn->Prepare(sql));
+    return s.Run();
+  }
+
+  // One transaction for the whole batch; each op in a savepoint unless it is alone.
+  void RunBatch(const std::vector<Op*>& batch) {
+    auto fail_all = [&](const Error& error) {
+      for (Op* op : batch) op->batch_error = error;
+    };
+    bool wake = false;
+    if (auto begin = Simple("BEGIN IMMEDIATE"); !begin) {
+      fail_all(begin.error());
+    } else {
+      bool alone = batch.size() == 1;
+      bool keep_alone = true;
+      bool broken = false;
+      for (Op* op : batch) {
+        Tx tx{*writer_conn, clock.Now()};
+        if (!alone) {
+          if (auto r = Simple("SAVEPOINT op"); !r) {
+            fail_all(r.error());
+            broken = true;
+            break;
+          }
+        }
+        bool keep = op->fn(op->ctx, tx);
+        if (sqlite3_get_autocommit(writer_conn->db())) {
+          // SQLite rolled the whole transaction back (disk full, I/O error): nothing of this
+          // batch was kept.
+          fail_all(Error{Errc::kUnavailable, "sqlite transaction rolled back"});
+          broken = true;
+          break;
+        }
+        if (alone) {
+          keep_alone = keep;
+        } else if (keep) {
+          if (auto r = Simple("RELEASE op"); !r) {
+            fail_all(r.error());
+            broken = true;
+            break;
+          }
+        } else {
+          auto r = Simple("ROLLBACK TO op");
+          if (r) r = Simple("RELEASE op");
+          if (!r) {
+            fail_all(r.error());
+            broken = true;
+            break;
+          }
+        }
+        wake = wake || (keep && tx.wake);
+      }
+      if (broken) {
+        if (!sqlite3_get_autocommit(writer_conn->db())) (void)Simple("ROLLBACK");
+        wake = false;
+      } else if (!keep_alone) {
+        (void)Simple("ROLLBACK");
+      } else if (auto commit = Simple("COMMIT"); !commit) {
+        fail_all(commit.error());
+        if (!sqlite3_get_autocommit(writer_conn->db())) (void)Simple("ROLLBACK");
+        wake = false;
+      }
+    }
+    if (wake) {
+      {
+        std::lock_guard lock(work_mu);
+        work_generation.fetch_add(1);
+      }
+      work_cv.notify_all();
+    }
+    for (Op* op : batch) op->done.release();
+  }
+
+  std::filesystem::path file;
+  Clock& clock;
+  uint64_t id = 0;
+
+  std::unique_ptr<Conn> writer_conn;  // used only by the writer thread (and Open, before it)
+  std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::vector<Op*> queue;
+  bool stopping = false;
+  std::thread writer;
+
+  std::mutex readers_mu;
+  std::vector<std::unique_ptr<Conn>> readers;
+
+  std::mutex work_mu;
+  std::condition_variable work_cv;
+  std::atomic<uint64_t> work_generation{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path file, Clock& clock) {
+  std::error_code ec;
+  file = std::filesystem::absolute(file, ec).lexically_normal();
+  if (ec) return Error{Errc::kInvalidArgument, fmt::format("bad store path: {}", ec.message())};
+  if (file.has_parent_path()) {
+    std::filesystem::create_directories(file.parent_path(), ec);
+    if (ec) {
+      return Error{Errc::kUnavailable, fmt::format("cannot create {}: {}",
+                                                   file.parent_path().string(), ec.message())};
+    }
+  }
+  BOOST_OUTCOME_TRY(auto conn, Conn::Open(file));
+  {
+    BOOST_OUTCOME_TRY(auto s, conn->Prepare("PRAGMA journal_mode = WAL"));
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row || s.Text(0) != "wal") {
+      return Error{Errc::kUnavailable,
+                   fmt::format("sqlite {}: cannot switch to WAL mode", file.string())};
+    }
+  }
+  // Two processes may create the schema at once: check and create under the write lock.
+  BOOST_OUTCOME_TRY(conn->Exec("BEGIN IMMEDIATE"));
+  auto schema = [&]() -> Result<void> {
+    BOOST_OUTCOME_TRY(auto s, conn->Prepare("PRAGMA user_version"));
+    BOOST_OUTCOME_TRY(s.Step());
+    long long version = s.Int(0);
+    if (version == kSchemaVersion) return Ok();
+    if (version > kSchemaVersion) {
+      return Error{Errc::kInternal,
+                   fmt::format("{} has schema version {}, newer than this gpuq's {}",
+                               file.string(), version, kSchemaVersion)};
+    }
+    BOOST_OUTCOME_TRY(conn->Exec(kSchema));
+    return conn->Exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
+  }();
+  if (!schema) {
+    (void)conn->Exec("ROLLBACK");
+    return schema.error();
+  }
+  BOOST_OUTCOME_TRY(conn->Exec("COMMIT"));
+  auto state = std::make_unique<State>(std::move(file), clock, std::move(conn));
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(state)));
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<State> state) : state_(std::move(state)) {}
+SqliteStore::~SqliteStore() = default;
+
+Result<Submitted> SqliteStore::Submit(const NewRun& run) {
+  if (run.type.empty()) return Error{Errc::kInvalidArgument, "run type is empty"};
+  if (run.max_attempts < 1) return Error{Errc::kInvalidArgument, "max_attempts must be >= 1"};
+  std::string id = NewUuid();
+  std::string payload = Dump(run.payload);
+  std::vector<std::string> parents;
+  for (const auto& p : run.depends_on) {
+    if (std::find(parents.begin(), parents.end(), p) == parents.end()) parents.push_back(p);
+  }
+  std::string depends_on = StringArrayJson(parents);
+
+  return state_->Write([&](Tx& tx) -> Result<Submitted> {
+    if (run.idempotency_key) {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT id FROM runs WHERE idempotency_key = ?"));
+      s.Bind(*run.idempotency_key);
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (row) return Submitted{s.String(0), false};
+    }
+    RunState state = RunState::kPending;
+    std::optional<std::string> waiting_reason;
+    std::optional<std::string> error;
+    std::optional<TimePoint> finished_at;
+    size_t unfinished = 0;
+    for (const auto& parent : parents) {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT state FROM runs WHERE id = ?"));
+      s.Bind(parent);
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (!row) {
+        return Error{Errc::kInvalidArgument, fmt::format("depends_on run {} not found", parent)};
+      }
+      auto parent_state = ParseRunState(s.Text(0)).value_or(RunState::kFailed);
+      if (parent_state == RunState::kCompleted) continue;
+      if (IsFinished(parent_state)) {
+        if (!error) error = fmt::format("parent run {} {}", parent, ToString(parent_state));
+      } else {
+        ++unfinished;
+      }
+    }
+    if (error) {
+      state = RunState::kFailed;
+      finished_at = tx.now;
+    } else if (unfinished > 0) {
+      state = RunState::kWaiting;
+      waiting_reason = WaitingReason(unfinished);
+    }
+    {
+      BOOST_OUTCOME_TRY(
+          auto s, tx.db.Prepare("INSERT INTO runs (id, type, priority, state, payload, error, "
+                                "parent_run_id, depends_on, max_attempts, timeout_s, "
+                                "waiting_reason, idempotency_key, created_at, finished_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+      s.Bind(id)
+          .Bind(run.type)
+          .Bind(run.priority)
+          .Bind(ToString(state))
+          .Bind(payload)
+          .Bind(error)
+          .Bind(run.parent_run_id)
+          .Bind(depends_on)
+          .Bind(run.max_attempts)
+          .Bind(run.timeout_s)
+          .Bind(waiting_reason)
+          .Bind(run.idempotency_key)
+          .Bind(tx.now)
+          .Bind(finished_at);
+      BOOST_OUTCOME_TRY(s.Run());
+    }
+    for (const auto& parent : parents) {
+      BOOST_OUTCOME_TRY(
+          auto s, tx.db.Prepare("INSERT INTO run_deps (parent_id, child_id) VALUES (?, ?)"));
+      s.Bind(parent).Bind(id);
+      BOOST_OUTCOME_TRY(s.Run());
+    }
+    tx.wake = state == RunState::kPending;
+    return Submitted{id, true};
+  });
+}
+
+Result<Run> SqliteStore::Get(std::string_view id) {
+  BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+  return LoadRun(*slot->conn, id);
+}
+
+Result<RunPage> SqliteStore::List(const RunFilter& filter) {
+  int limit = std::clamp(filter.limit, 1, 1000);
+  std::optional<std::pair<long long, std::string>> cursor;
+  if (filter.before) {
+    cursor = ParseCursor(*filter.before);
+    if (!cursor) {
+      return Error{Errc::kInvalidArgument, fmt::format("malformed cursor '{}'", *filter.before)};
+    }
+  }
+  std::string sql = "SELECT " GPUQ_RUN_COLUMNS " FROM runs WHERE 1 = 1";
+  if (filter.state) sql += " AND state = ?";
+  if (filter.type) sql += " AND type = ?";
+  if (filter.parent_run_id) sql += " AND parent_run_id = ?";
+  if (cursor) sql += " AND (created_at, id) < (?, ?)";
+  sql += " ORDER BY created_at DESC, id DESC LIMIT ?";
+
+  BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+  BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare(sql));
+  if (filter.state) s.Bind(ToString(*filter.state));
+  if (filter.type) s.Bind(*filter.type);
+  if (filter.parent_run_id) s.Bind(*filter.parent_run_id);
+  if (cursor) s.Bind(cursor->first).Bind(cursor->second);
+  s.Bind(limit + 1);
+  RunPage page;
+  while (true) {
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) break;
+    page.runs.push_back(ReadRun(s));
+  }
+  if (static_cast<int>(page.runs.size()) > limit) {
+    page.runs.pop_back();
+    page.next_before = MakeCursor(page.runs.back());
+  }
+  return page;
+}
+
+Result<std::vector<Lease>> SqliteStore::Claim(const ClaimRequest& request) {
+  std::vector<std::string> types;
+  for (const auto& t : request.types) {
+    if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(t);
+  }
+  int max_runs = std::clamp(request.max_runs, 1, 1000);
+  if (types.empty()) return std::vector<Lease>{};
+
+  // Cheap look on this thread's read connection first: idle workers polling an empty queue
+  // then never take the write lock. A run submitted after this snapshot is simply claimed on
+  // the next call, as if this call had come a moment earlier.
+  {
+    BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+    slot->seen_work = state_->work_generation.load();
+    long long now = ToMillis(state_->clock.Now());
+    bool any = false;
+    for (const auto& type : types) {
+      BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare(kClaimableSql));
+      s.Bind(type).Bind(now).Bind(1);
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (row) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return std::vector<Lease>{};
+  }
+
+  return state_->Write([&](Tx& tx) -> Result<std::vector<Lease>> {
+    struct Candidate {
+      long long priority;
+      long long created_at;
+      std::string id;
+    };
+    // One ordered index scan per type, merged here: cheaper than letting SQLite sort all
+    // pending runs of several types.
+    std::vector<Candidate> candidates;
+    for (const auto& type : types) {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(kClaimableSql));
+      s.Bind(type).Bind(tx.now).Bind(max_runs);
+      while (true) {
+        BOOST_OUTCOME_TRY(auto row, s.Step());
+        if (!row) break;
+        candidates.push_back(Candidate{s.Int(0), s.Int(1), s.String(2)});
+      }
+    }
+    std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+      if (a.priority != b.priority) return a.priority > b.priority;
+      if (a.created_at != b.created_at) return a.created_at < b.created_at;
+      return a.id < b.id;
+    });
+    if (static_cast<int>(candidates.size()) > max_runs) candidates.resize(max_runs);
+    std::vector<Lease> leases;
+    if (candidates.empty()) return leases;
+
+    long long last_token = 0;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE counters SET value = value + ? "
+                                              "WHERE name = 'lease_token' RETURNING value"));
+      s.Bind(static_cast<long long>(candidates.size()));
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (!row) return Error{Errc::kInternal, "lease_token counter is missing"};
+      last_token = s.Int(0);
+      BOOST_OUTCOME_TRY(s.Run());
+    }
+    long long token = last_token - static_cast<long long>(candidates.size());
+    TimePoint expires = tx.now + request.lease_ttl;
+    for (const auto& c : candidates) {
+      ++token;
+      BOOST_OUTCOME_TRY(
+          auto s, tx.db.Prepare("UPDATE runs SET state = 'processing', worker = ?, gpu = NULL, "
+                                "lease_token = ?, lease_expires_at = ?, attempts = attempts + 1, "
+                                "started_at = ?, progress = NULL, cancel_requested = 0, "
+                                "not_before = NULL, waiting_reason = NULL WHERE id = ? "
+                                "RETURNING " GPUQ_RUN_COLUMNS));
+      s.Bind(request.worker).Bind(token).Bind(expires).Bind(tx.now).Bind(c.id);
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (!row) return Error{Errc::kInternal, fmt::format("claimed run {} vanished", c.id)};
+      leases.push_back(Lease{ReadRun(s), token});
+      BOOST_OUTCOME_TRY(s.Run());
+    }
+    return leases;
+  });
+}
+
+Result<LeaseStatus> SqliteStore::Heartbeat(std::string_view id, long long token, Millis ttl) {
+  return state_->Write([&](Tx& tx) -> Result<LeaseStatus> {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                  "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND "
+                                  "lease_token = ? AND state = 'processing' "
+                                  "RETURNING cancel_requested"));
+    s.Bind(tx.now + ttl).Bind(id).Bind(token);
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) return LeaseError(tx.db, id);
+    LeaseStatus status{s.Int(0) != 0};
+    BOOST_OUTCOME_TRY(s.Run());
+    return status;
+  });
+}
+
+Result<void> SqliteStore::ReportProgress(std::string_view id, long long token,
+                                         const Progress& progress) {
+  std::string text = ProgressJson(progress);
+  return state_->Write([&](Tx& tx) -> Result<void> {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE runs SET progress = ? WHERE id = ? AND "
+                                            "lease_token = ? AND state = 'processing'"));
+    s.Bind(text).Bind(id).Bind(token);
+    BOOST_OUTCOME_TRY(s.Run());
+    if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+    return Ok();
+  });
+}
+
+Result<void> SqliteStore::Complete(std::string_view id, long long token, const Json& result,
+                                   const std::vector<std::string>& files) {
+  std::string result_text = Dump(result);
+  std::string files_text = StringArrayJson(files);
+  return state_->Write([&](Tx& tx) -> Result<void> {
+    {
+      BOOST_OUTCOME_TRY(
+          auto s, tx.db.Prepare("UPDATE runs SET state = 'completed', finished_at = ?, "
+                                "result = ?, files = ?, error = NULL, lease_token = NULL, "
+                                "lease_expires_at = NULL, cancel_requested = 0 "
+                                "WHERE id = ? AND lease_token = ? AND state = 'processing'"));
+      s.Bind(tx.now).Bind(result_text).Bind(files_text).Bind(id).Bind(token);
+      BOOST_OUTCOME_TRY(s.Run());
+      if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+    }
+    return ReleaseWaitingChildren(tx, id);
+  });
+}
+
+Result<FailOutcome> SqliteStore::Fail(std::string_view id, long long token, std::string error,
+                                      bool retryable) {
+  return state_->Write([&](Tx& tx) -> Result<FailOutcome> {
+    int attempts = 0;
+    int max_attempts = 0;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT attempts, max_attempts FROM runs WHERE "
+                                              "id = ? AND lease_token = ? AND "
+                                              "state = 'processing'"));
+      s.Bind(id).Bind(token);
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (!row) return LeaseError(tx.db, id);
+      attempts = static_cast<int>(s.Int(0));
+      max_attempts = static_cast<int>(s.Int(1));
+    }
+    if (retryable && attempts < max_attempts) {
+      BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
+                                    "UPDATE runs SET state = 'pending', error = ?, not_before = ?, "
+                                    "lease_token = NULL, lease_expires_at = NULL, worker = NULL, "
+                                    "cancel_requested = 0 WHERE id = ?"));
+      u.Bind(error).Bind(tx.now + RetryBackoff(attempts)).Bind(id);
+      BOOST_OUTCOME_TRY(u.Run());
+      tx.wake = true;
+      return FailOutcome::kRetrying;
+    }
+    {
+      BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
+                                    "UPDATE runs SET state = 'failed', error = ?, finished_at = ?, "
+                                    "lease_token = NULL, lease_expires_at = NULL, "
+                                    "cancel_requested = 0 WHERE id = ?"));
+      u.Bind(error).Bind(tx.now).Bind(id);
+      BOOST_OUTCOME_TRY(u.Run());
+    }
+    BOOST_OUTCOME_TRY(FailWaitingChildren(tx, std::string(id), "failed"));
+    return FailOutcome::kFailed;
+  });
+}
+
+Result<void> SqliteStore::MarkCancelled(std::string_view id, long long token) {
+  return state_->Write([&](Tx& tx) -> Result<void> {
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                    "UPDATE runs SET state = 'cancelled', finished_at = ?, "
+                                    "lease_token = NULL, lease_expires_at = NULL WHERE id = ? "
+                                    "AND lease_token = ? AND state = 'processing'"));
+      s.Bind(tx.now).Bind(id).Bind(token);
+      BOOST_OUTCOME_TRY(s.Run());
+      if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+    }
+    return FailWaitingChildren(tx, std::string(id), "was cancelled");
+  });
+}
+
+Result<void> SqliteStore::Release(std::string_view id, long long token) {
+  return state_->Write([&](Tx& tx) -> Result<void> {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                  "UPDATE runs SET state = 'pending', attempts = max(attempts - "
+                                  "1, 0), lease_token = NULL, lease_expires_at = NULL, "
+                                  "worker = NULL, cancel_requested = 0 WHERE id = ? AND "
+                                  "lease_token = ? AND state = 'processing'"));
+    s.Bind(id).Bind(token);
+    BOOST_OUTCOME_TRY(s.Run());
+    if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+    tx.wake = true;
+    return Ok();
+  });
+}
+
+Result<Run> SqliteStore::Cancel(std::string_view id) {
+  return state_->Write([&](Tx& tx) -> Result<Run> {
+    BOOST_OUTCOME_TRY(auto run, LoadRun(tx.db, id));
+    switch (run.state) {
+      case RunState::kWaiting:
+      case RunState::kPending: {
+        {
+          BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
+                                        "UPDATE runs SET state = 'cancelled', finished_at = ?, "
+                                        "waiting_reason = NULL WHERE id = ?"));
+          u.Bind(tx.now).Bind(id);
+          BOOST_OUTCOME_TRY(u.Run());
+        }
+        BOOST_OUTCOME_TRY(FailWaitingChildren(tx, run.id, "was cancelled"));
+        break;
+      }
+      case RunState::kProcessing: {
+        BOOST_OUTCOME_TRY(auto u,
+                          tx.db.Prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ?"));
+        u.Bind(id);
+        BOOST_OUTCOME_TRY(u.Run());
+        break;
+      }
+      case RunState::kCompleted:
+      case RunState::kFailed:
+      case RunState::kCancelled:
+        return Error{Errc::kConflict,
+                     fmt::format("run {} is already {}", id, ToString(run.state))};
+    }
+    return LoadRun(tx.db, id);
+  });
+}
+
+Result<Run> SqliteStore::Retry(std::string_view id) {
+  return state_->Write([&](Tx& tx) -> Result<Run> {
+    BOOST_OUTCOME_TRY(auto run, LoadRun(tx.db, id));
+    if (run.state != RunState::kFailed && run.state != RunState::kCancelled) {
+      return Error{Errc::kConflict, fmt::format("run {} is {}; only failed or cancelled runs "
+                                                "can be retried",
+                                                id, ToString(run.state))};
+    }
+    // A run with parents goes back to waiting until they are all completed; a parent that
+    // ended otherwise makes the retry pointless.
+    size_t unfinished = 0;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT r.id, r.state FROM run_deps d JOIN runs r "
+                                              "ON r.id = d.parent_id WHERE d.child_id = ?"));
+      s.Bind(id);
+      while (true) {
+        BOOST_OUTCOME_TRY(auto row, s.Step());
+        if (!row) break;
+        auto parent_state = ParseRunState(s.Text(1)).value_or(RunState::kFailed);
+        if (parent_state == RunState::kCompleted) continue;
+        if (IsFinished(parent_state)) {
+          return Error{Errc::kConflict, fmt::format("run {} cannot be retried: parent run {} is {}",
+                                                    id, s.Text(0), ToString(parent_state))};
+        }
+        ++unfinished;
+      }
+    }
+    RunState next = unfinished > 0 ? RunState::kWaiting : RunState::kPending;
+    std::optional<std::string> reason;
+    if (unfinished > 0) reason = WaitingReason(unfinished);
+    BOOST_OUTCOME_TRY(
+        auto u, tx.db.Prepare("UPDATE runs SET state = ?, waiting_reason = ?, attempts = 0, "
+                              "error = NULL, result = NULL, finished_at = NULL, "
+                              "started_at = NULL, not_before = NULL, cancel_requested = 0, "
+                              "progress = NULL, worker = NULL, gpu = NULL, files = '[]', "
+                              "lease_token = NULL, lease_expires_at = NULL WHERE id = ?"));
+    u.Bind(ToString(next)).Bind(reason).Bind(id);
+    BOOST_OUTCOME_TRY(u.Run());
+    tx.wake = next == RunState::kPending;
+    return LoadRun(tx.db, id);
+  });
+}
+
+Result<int> SqliteStore::RequeueExpired() {
+  {
+    // Most calls find nothing: look on the read connection before taking the write lock.
+    BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+    BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare(kExpiredSql));
+    s.Bind(ToMillis(state_->clock.Now()));
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) return 0;
+  }
+  return state_->Write([&](Tx& tx) -> Result<int> {
+    std::vector<Held> held;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(kExpiredSql));
+      s.Bind(tx.now);
+      BOOST_OUTCOME_TRY(held, CollectHeld(s));
+    }
+    return RequeueHeld(tx, held, /*expired=*/true);
+  });
+}
+
+Result<int> SqliteStore::RequeueHeldBy(std::string_view worker_prefix) {
+  return state_->Write([&](Tx& tx) -> Result<int> {
+    std::vector<Held> held;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(kHeldBySql));
+      s.Bind(worker_prefix);
+      BOOST_OUTCOME_TRY(held, CollectHeld(s));
+    }
+    return RequeueHeld(tx, held, /*expired=*/false);
+  });
+}
+
+Result<std::vector<std::string>> SqliteStore::PurgeFinishedBefore(TimePoint cutoff) {
+  return state_->Write([&](Tx& tx) -> Result<std::vector<std::string>> {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                  "DELETE FROM runs WHERE finished_at < ? AND state IN "
+                                  "('completed', 'failed', 'cancelled') RETURNING id"));
+    s.Bind(cutoff);
+    std::vector<std::string> ids;
+    while (true) {
+      BOOST_OUTCOME_TRY(auto row, s.Step());
+      if (!row) break;
+      ids.push_back(s.String(0));
+    }
+    return ids;
+  });
+}
+
+void SqliteStore::WaitForWork(Millis max_wait) {
+  auto slot = state_->Reader();
+  uint64_t seen = state_->work_generation.load();
+  if (slot) {
+    // Work that arrived since this thread last claimed or waited: no need to sleep.
+    if (slot.value()->seen_work != seen) {
+      slot.value()->seen_work = seen;
+      return;
+    }
+  }
+  {
+    std::unique_lock lock(state_->work_mu);
+    state_->work_cv.wait_for(lock, max_wait,
+                             [&] { return state_->work_generation.load() != seen; });
+  }
+  if (slot) slot.value()->seen_work = state_->work_generation.load();
+}
+
+std::string SqliteStore::Describe() const { return "sqlite://" + state_->file.string(); }
+
+Result<void> SqliteStore::Ping() {
+  BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+  BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare("SELECT 1"));
+  BOOST_OUTCOME_TRY(auto row, s.Step());
+  if (!row) return Error{Errc::kInternal, "sqlite SELECT 1 returned nothing"};
+  return Ok();
+}
+
+}  // namespace gpuq::store

@@ -1,0 +1,65 @@
+#pragma once
+// The SQLite backend of Store: one WAL database file, shared safely by every thread of this
+// process and by other processes on the same host.
+//
+// Reads (Get, List, the empty-queue check of Claim) run on a connection private to the calling
+// thread, so they never wait for the writer or for each other. Every write goes through one
+// writer thread per SqliteStore that commits whatever is queued in one transaction (group
+// commit), each operation in its own savepoint so one failure rolls back only itself; a write
+// call returns after its commit. Other processes are kept out by BEGIN IMMEDIATE and a
+// generous busy timeout. A commit survives kill -9 of the process (WAL, synchronous=NORMAL);
+// the last commits before a power loss may not.
+//
+// Thread-safety: every method may be called from any thread concurrently. The SqliteStore
+// must outlive every call into it.
+#include <filesystem>
+#include <memory>
+
+#include "store/store.hpp"
+
+namespace gpuq::store {
+
+class SqliteStore final : public Store {
+ public:
+  // Opens `file`, creating it, its parent directories and the schema when missing. Fails with
+  // kUnavailable when the file cannot be opened and kInternal when its schema is newer than
+  // this build's. `clock` must outlive the store; every timestamp comes from it.
+  static Result<std::unique_ptr<SqliteStore>> Open(std::filesystem::path file, Clock& clock);
+
+  ~SqliteStore() override;  // finishes queued writes, stops the writer, closes connections
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  Result<Submitted> Submit(const NewRun& run) override;
+  Result<Run> Get(std::string_view id) override;
+  Result<RunPage> List(const RunFilter& filter) override;
+  Result<std::vector<Lease>> Claim(const ClaimRequest& request) override;
+  Result<LeaseStatus> Heartbeat(std::string_view id, long long token, Millis ttl) override;
+  Result<void> ReportProgress(std::string_view id, long long token,
+                              const Progress& progress) override;
+  Result<void> Complete(std::string_view id, long long token, const Json& result,
+                        const std::vector<std::string>& files) override;
+  Result<FailOutcome> Fail(std::string_view id, long long token, std::string error,
+                           bool retryable) override;
+  Result<void> MarkCancelled(std::string_view id, long long token) override;
+  Result<void> Release(std::string_view id, long long token) override;
+  Result<Run> Cancel(std::string_view id) override;
+  Result<Run> Retry(std::string_view id) override;
+  Result<int> RequeueExpired() override;
+  Result<int> RequeueHeldBy(std::string_view worker_prefix) override;
+  Result<std::vector<std::string>> PurgeFinishedBefore(TimePoint cutoff) override;
+  void WaitForWork(Millis max_wait) override;
+  std::string Describe() const override;
+  Result<void> Ping() override;
+
+  // The schema version this build writes (PRAGMA user_version).
+  static constexpr int kSchemaVersion = 1;
+
+ private:
+  struct State;  // connections, writer thread, queues: all of sqlite3 stays in the .cpp
+  explicit SqliteStore(std::unique_ptr<State> state);
+
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace gpuq::store
