@@ -1,9 +1,9 @@
 #include "core/placeholder.hpp"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <optional>
-
-#include <fmt/format.h>
 
 namespace gpuq {
 
@@ -72,8 +72,8 @@ Result<std::vector<Piece>> Parse(std::string_view text) {
 Result<const nlohmann::json*> Resolve(const std::string& name, const nlohmann::json& values) {
   const nlohmann::json* value = LookupPlaceholder(values, name);
   if (value == nullptr) {
-    return Error{Errc::kInvalidArgument, fmt::format("missing value for placeholder {{{{{}}}}}",
-                                                     name)};
+    return Error{Errc::kInvalidArgument,
+                 fmt::format("missing value for placeholder {{{{{}}}}}", name)};
   }
   return value;
 }

@@ -1,7 +1,7 @@
-#include "connectors/connector.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "connectors/connector.hpp"
 
 namespace gpuq::connectors {
 namespace {

@@ -12,8 +12,8 @@ TEST(Clock, FormatTimeIsUtcWithMilliseconds) {
 }
 
 TEST(Clock, ParseTimeReadsFormatTimeBack) {
-  for (long long ms : {0LL, 1LL, 999LL, 1'790'000'000'123LL, 951'782'400'007LL,
-                       4'102'444'799'999LL}) {
+  for (long long ms :
+       {0LL, 1LL, 999LL, 1'790'000'000'123LL, 951'782'400'007LL, 4'102'444'799'999LL}) {
     auto parsed = ParseTime(FormatTime(FromMillis(ms)));
     ASSERT_TRUE(parsed.has_value()) << ms;
     EXPECT_EQ(ToMillis(*parsed), ms);

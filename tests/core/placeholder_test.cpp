@@ -39,30 +39,29 @@ TEST_P(FillStringTest, FillsAsDesignSays) {
 
 INSTANTIATE_TEST_SUITE_P(
     Placeholder, FillStringTest,
-    ::testing::Values(
-        FillCase{"PlainText", "no placeholders", json("no placeholders")},
-        FillCase{"Empty", "", json("")},
-        FillCase{"WholeString", "{{text}}", json("hello")},
-        FillCase{"WholeInt", "{{n}}", json(42)},
-        FillCase{"WholeDouble", "{{f}}", json(0.5)},
-        FillCase{"WholeBool", "{{flag}}", json(true)},
-        FillCase{"WholeNull", "{{nothing}}", json(nullptr)},
-        FillCase{"WholeArray", "{{list}}", json({1, 2, 3})},
-        FillCase{"WholeObject", "{{obj}}", json({{"a", 1}})},
-        FillCase{"SpacesInside", "{{ n }}", json(42)},
-        FillCase{"InsideText", "say {{text}}!", json("say hello!")},
-        FillCase{"IntInsideText", "n={{n}}", json("n=42")},
-        FillCase{"ObjectInsideText", "o={{obj}}", json("o={\"a\":1}")},
-        FillCase{"TwoPlaceholders", "{{text}}{{n}}", json("hello42")},
-        FillCase{"DottedPath", "{{parent.outputs.image}}", json("out.png")},
-        FillCase{"ArrayIndex", "{{parent.outputs.paths.1}}", json("b")},
-        FillCase{"DottedTopLevelKey", "{{dotted.key}}", json("whole")},
-        FillCase{"EscapedOpen", "{{{{text}}", json("{{text}}")},
-        FillCase{"EscapedClose", "a}}}}b", json("a}}b")},
-        FillCase{"EscapedBoth", "{{{{text}}}}", json("{{text}}")},
-        FillCase{"EscapeNextToPlaceholder", "{{{{{{n}}", json("{{42")},
-        FillCase{"SingleBracesLiteral", "{a} {b}", json("{a} {b}")},
-        FillCase{"LoneCloseLiteral", "a}}b", json("a}}b")}),
+    ::testing::Values(FillCase{"PlainText", "no placeholders", json("no placeholders")},
+                      FillCase{"Empty", "", json("")},
+                      FillCase{"WholeString", "{{text}}", json("hello")},
+                      FillCase{"WholeInt", "{{n}}", json(42)},
+                      FillCase{"WholeDouble", "{{f}}", json(0.5)},
+                      FillCase{"WholeBool", "{{flag}}", json(true)},
+                      FillCase{"WholeNull", "{{nothing}}", json(nullptr)},
+                      FillCase{"WholeArray", "{{list}}", json({1, 2, 3})},
+                      FillCase{"WholeObject", "{{obj}}", json({{"a", 1}})},
+                      FillCase{"SpacesInside", "{{ n }}", json(42)},
+                      FillCase{"InsideText", "say {{text}}!", json("say hello!")},
+                      FillCase{"IntInsideText", "n={{n}}", json("n=42")},
+                      FillCase{"ObjectInsideText", "o={{obj}}", json("o={\"a\":1}")},
+                      FillCase{"TwoPlaceholders", "{{text}}{{n}}", json("hello42")},
+                      FillCase{"DottedPath", "{{parent.outputs.image}}", json("out.png")},
+                      FillCase{"ArrayIndex", "{{parent.outputs.paths.1}}", json("b")},
+                      FillCase{"DottedTopLevelKey", "{{dotted.key}}", json("whole")},
+                      FillCase{"EscapedOpen", "{{{{text}}", json("{{text}}")},
+                      FillCase{"EscapedClose", "a}}}}b", json("a}}b")},
+                      FillCase{"EscapedBoth", "{{{{text}}}}", json("{{text}}")},
+                      FillCase{"EscapeNextToPlaceholder", "{{{{{{n}}", json("{{42")},
+                      FillCase{"SingleBracesLiteral", "{a} {b}", json("{a} {b}")},
+                      FillCase{"LoneCloseLiteral", "a}}b", json("a}}b")}),
     [](const auto& info) { return info.param.name; });
 
 struct ErrorCase {
@@ -81,18 +80,17 @@ TEST_P(FillStringErrorTest, IsInvalidArgumentNamingTheProblem) {
   EXPECT_THAT(got.error().message, HasSubstr(GetParam().mentions));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Placeholder, FillStringErrorTest,
-    ::testing::Values(ErrorCase{"UnknownName", "{{missing}}", "missing"},
-                      ErrorCase{"UnknownInText", "a {{who}} b", "who"},
-                      ErrorCase{"MissingPathStep", "{{parent.outputs.video}}",
-                                "parent.outputs.video"},
-                      ErrorCase{"IndexOutOfRange", "{{list.3}}", "list.3"},
-                      ErrorCase{"PathThroughScalar", "{{n.x}}", "n.x"},
-                      ErrorCase{"Unterminated", "abc {{text", "unterminated"},
-                      ErrorCase{"EmptyName", "{{}}", "invalid placeholder"},
-                      ErrorCase{"BadPath", "{{a..b}}", "invalid placeholder"}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Placeholder, FillStringErrorTest,
+                         ::testing::Values(ErrorCase{"UnknownName", "{{missing}}", "missing"},
+                                           ErrorCase{"UnknownInText", "a {{who}} b", "who"},
+                                           ErrorCase{"MissingPathStep", "{{parent.outputs.video}}",
+                                                     "parent.outputs.video"},
+                                           ErrorCase{"IndexOutOfRange", "{{list.3}}", "list.3"},
+                                           ErrorCase{"PathThroughScalar", "{{n.x}}", "n.x"},
+                                           ErrorCase{"Unterminated", "abc {{text", "unterminated"},
+                                           ErrorCase{"EmptyName", "{{}}", "invalid placeholder"},
+                                           ErrorCase{"BadPath", "{{a..b}}", "invalid placeholder"}),
+                         [](const auto& info) { return info.param.name; });
 
 TEST(Placeholder, NamesListsEveryPlaceholderInOrder) {
   auto names = PlaceholderNames("{{a}} {{{{x}}}} {{b.c}} {{a}}");

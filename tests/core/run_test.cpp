@@ -17,12 +17,10 @@ constexpr RunState kAll[] = {S::kWaiting,   S::kPending, S::kProcessing,
 TEST(RunState, CanTransitionMatchesTheLifeCycleForEveryPair) {
   // DESIGN.md "A run's life" and run.hpp: the only legal moves.
   const std::set<std::pair<RunState, RunState>> legal = {
-      {S::kWaiting, S::kPending},       {S::kWaiting, S::kFailed},
-      {S::kWaiting, S::kCancelled},     {S::kPending, S::kProcessing},
-      {S::kPending, S::kCancelled},     {S::kPending, S::kFailed},
-      {S::kProcessing, S::kCompleted},  {S::kProcessing, S::kFailed},
-      {S::kProcessing, S::kPending},    {S::kProcessing, S::kCancelled},
-      {S::kFailed, S::kPending},        {S::kCancelled, S::kPending},
+      {S::kWaiting, S::kPending},      {S::kWaiting, S::kFailed},    {S::kWaiting, S::kCancelled},
+      {S::kPending, S::kProcessing},   {S::kPending, S::kCancelled}, {S::kPending, S::kFailed},
+      {S::kProcessing, S::kCompleted}, {S::kProcessing, S::kFailed}, {S::kProcessing, S::kPending},
+      {S::kProcessing, S::kCancelled}, {S::kFailed, S::kPending},    {S::kCancelled, S::kPending},
   };
 
   for (RunState from : kAll) {
@@ -80,10 +78,10 @@ TEST(RunJson, ToJsonHasEveryDesignField) {
   Json j = ToJson(run);
 
   for (const char* field :
-       {"task_id", "id", "type", "priority", "status", "payload", "result", "error",
-        "parent_run_id", "depends_on", "attempts", "max_attempts", "timeout_s", "progress",
-        "waiting_reason", "worker", "gpu", "created_at", "started_at", "finished_at",
-        "log_path", "files"}) {
+       {"task_id",    "id",          "type",           "priority",   "status",   "payload",
+        "result",     "error",       "parent_run_id",  "depends_on", "attempts", "max_attempts",
+        "timeout_s",  "progress",    "waiting_reason", "worker",     "gpu",      "created_at",
+        "started_at", "finished_at", "log_path",       "files"}) {
     EXPECT_TRUE(j.contains(field)) << field;
   }
   EXPECT_EQ(j["task_id"], run.id);

@@ -1,20 +1,19 @@
 #include "connectors/command/child.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <optional>
-
-#include <fmt/format.h>
 
 namespace gpuq::connectors {
 
@@ -126,7 +125,8 @@ Result<ChildExit> RunChild(const ChildSpec& spec, std::stop_token stop,
     [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
   });
   // glibc 2.36's <sys/pidfd.h> lacks extern "C": call the system call directly.
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // readable once the child exits; -1 on old kernels
+  Fd pidfd(static_cast<int>(
+      ::syscall(SYS_pidfd_open, pid, 0)));  // readable once the child exits; -1 on old kernels
 
   ::fcntl(out_read.get(), F_SETFL, O_NONBLOCK);
   char buffer[16 * 1024];

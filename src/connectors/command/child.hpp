@@ -18,14 +18,14 @@ struct ChildSpec {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
   std::vector<std::string> env;   // complete environment, "KEY=value"
   std::filesystem::path cwd;
-  Millis grace{2'000};            // SIGTERM -> SIGKILL delay once stop is requested
+  Millis grace{2'000};  // SIGTERM -> SIGKILL delay once stop is requested
 };
 
 struct ChildExit {
   bool signaled = false;  // killed by `signal` rather than exiting with `code`
   int code = 0;
   int signal = 0;
-  bool stopped = false;   // `stop` was requested and the group was signalled
+  bool stopped = false;  // `stop` was requested and the group was signalled
 };
 
 // Runs the child to its end on the calling thread. `on_output` gets stdout+stderr bytes in the

@@ -1,6 +1,7 @@
 #include "connectors/command/command_connector.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "core/placeholder.hpp"
 
@@ -193,12 +192,12 @@ Result<Outcome> CommandConnector::Execute(RunContext& ctx) {
 
   int log_fd = ::open(ctx.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
-    return Error{Errc::kInternal, fmt::format("cannot open log file {}: {}",
-                                              ctx.log_file.string(), std::strerror(errno))};
+    return Error{Errc::kInternal, fmt::format("cannot open log file {}: {}", ctx.log_file.string(),
+                                              std::strerror(errno))};
   }
   OutputRelay relay(log_fd, ctx.report_progress);
-  ChildSpec spec{.argv = std::move(argv), .env = BuildEnv(extra), .cwd = ctx.run_dir,
-                 .grace = grace_};
+  ChildSpec spec{
+      .argv = std::move(argv), .env = BuildEnv(extra), .cwd = ctx.run_dir, .grace = grace_};
   auto exit = RunChild(spec, ctx.stop, [&relay](std::string_view bytes) { relay.Write(bytes); });
   if (!exit) {
     // Say it in the run's log too: that is where a person looks first.
@@ -216,9 +215,9 @@ Result<Outcome> CommandConnector::Execute(RunContext& ctx) {
   if (exit.value().code != 0) {
     std::string last = relay.LastLine();
     return Error{Errc::kInvalidArgument,
-                 last.empty() ? fmt::format("command exited with code {}", exit.value().code)
-                              : fmt::format("command exited with code {}: {}",
-                                            exit.value().code, last)};
+                 last.empty()
+                     ? fmt::format("command exited with code {}", exit.value().code)
+                     : fmt::format("command exited with code {}: {}", exit.value().code, last)};
   }
   return Outcome{.result = Json{{"exit_code", 0}}, .files = ListFiles(ctx.run_dir, ctx.data_dir)};
 }

@@ -1,20 +1,17 @@
 #include "connectors/echo/echo_connector.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <mutex>
 
-#include <fmt/format.h>
-
 namespace gpuq::connectors {
 
 namespace {
 
-bool IsCount(const Json& value) {
-  return value.is_number_integer() && value.get<long long>() >= 0;
-}
+bool IsCount(const Json& value) { return value.is_number_integer() && value.get<long long>() >= 0; }
 
 // Appends one line with a single write(2): cheaper than an ofstream at thousands of runs/s.
 void AppendLine(const std::filesystem::path& file, const std::string& line) {
@@ -52,9 +49,8 @@ Result<void> EchoConnector::Validate(const TaskType& type, const Json& payload) 
 
 Result<Outcome> EchoConnector::Execute(RunContext& ctx) {
   const Json& payload = ctx.run.payload;
-  AppendLine(ctx.log_file,
-             fmt::format("echo run={} attempt={} payload={}\n", ctx.run.id, ctx.run.attempts,
-                         payload.dump()));
+  AppendLine(ctx.log_file, fmt::format("echo run={} attempt={} payload={}\n", ctx.run.id,
+                                       ctx.run.attempts, payload.dump()));
 
   long long sleep_ms = 0;
   long long steps = 0;

@@ -1,9 +1,8 @@
 #include "connectors/command/command_connector.hpp"
 
-#include <signal.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <fstream>
 #include <future>
@@ -19,10 +18,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-TaskType CommandType(std::vector<std::string> argv,
-                     std::map<std::string, std::string> env = {}) {
-  return TaskType{.name = "render", .connector = "command", .argv = std::move(argv),
-                  .env = std::move(env)};
+TaskType CommandType(std::vector<std::string> argv, std::map<std::string, std::string> env = {}) {
+  return TaskType{
+      .name = "render", .connector = "command", .argv = std::move(argv), .env = std::move(env)};
 }
 
 TaskType GenericType() { return TaskType{.name = "command", .connector = "command"}; }
@@ -90,8 +88,7 @@ TEST(CommandConnector, BuiltinNamesAndEnvironmentAreSet) {
   ASSERT_TRUE(outcome) << outcome.error().message;
   std::string dir = fixture.run_dir().string();
   EXPECT_EQ(fixture.Log(), fmt::format("{} {} hi-x {}\n{} 1 {{who:x}}\n", fixture.run().id, dir,
-                                       std::filesystem::canonical(dir).string(),
-                                       fixture.run().id));
+                                       std::filesystem::canonical(dir).string(), fixture.run().id));
 }
 
 TEST(CommandConnector, GenericTypeRunsPayloadArgvAsIs) {
@@ -123,8 +120,7 @@ TEST(CommandConnector, ListsFilesWrittenIntoTheRunDirExceptLogs) {
 
   ASSERT_TRUE(outcome) << outcome.error().message;
   std::string prefix = "runs/" + fixture.run().id + "/";
-  EXPECT_THAT(outcome.value().files,
-              ElementsAre(prefix + "out.txt", prefix + "sub/deeper/b.bin"));
+  EXPECT_THAT(outcome.value().files, ElementsAre(prefix + "out.txt", prefix + "sub/deeper/b.bin"));
   EXPECT_EQ(ReadFile(fixture.run_dir() / "out.txt"), "a\n");
 }
 
@@ -180,8 +176,7 @@ TEST(CommandConnector, ProgressLinesBecomeProgress) {
 }
 
 TEST(CommandConnector, StopKillsTheWholeGroupIncludingAGrandchild) {
-  RunFixture fixture(Json::object(),
-                     ShellType("sleep 300 & echo $! > grandchild.pid; sleep 300"));
+  RunFixture fixture(Json::object(), ShellType("sleep 300 & echo $! > grandchild.pid; sleep 300"));
   CommandConnector command;
   auto done = std::async(std::launch::async, [&] { return fixture.Execute(command); });
   pid_t grandchild = WaitForPidFile(fixture.run_dir() / "grandchild.pid");
@@ -197,9 +192,8 @@ TEST(CommandConnector, StopKillsTheWholeGroupIncludingAGrandchild) {
 }
 
 TEST(CommandConnector, StopEscalatesToSigkillAfterTheGrace) {
-  RunFixture fixture(Json::object(),
-                     ShellType("trap '' TERM; echo $$ > leader.pid; "
-                               "while true; do sleep 1; done"));
+  RunFixture fixture(Json::object(), ShellType("trap '' TERM; echo $$ > leader.pid; "
+                                               "while true; do sleep 1; done"));
   CommandConnector command(Millis(200));
   auto done = std::async(std::launch::async, [&] { return fixture.Execute(command); });
   pid_t leader = WaitForPidFile(fixture.run_dir() / "leader.pid");

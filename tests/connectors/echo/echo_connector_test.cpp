@@ -83,8 +83,7 @@ TEST(EchoConnector, ValidateRejectsMistypedKeys) {
   EchoConnector echo;
 
   for (const Json& payload : {Json::array(), Json("text"), Json{{"sleep_ms", "5"}},
-                              Json{{"sleep_ms", -1}}, Json{{"progress", 0.5}},
-                              Json{{"fail", 3}}}) {
+                              Json{{"sleep_ms", -1}}, Json{{"progress", 0.5}}, Json{{"fail", 3}}}) {
     auto valid = echo.Validate(EchoType(), payload);
     ASSERT_FALSE(valid) << payload.dump();
     EXPECT_EQ(valid.error().code, Errc::kInvalidArgument);
