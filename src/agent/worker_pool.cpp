@@ -1,0 +1,220 @@
+#include "agent/worker_pool.hpp"
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+namespace gpuq::agent {
+
+WorkerPool::WorkerPool(store::Store &store, LeaseKeeper &keeper, WorkerPoolOptions options)
+    : store_(store), keeper_(keeper), options_(std::move(options)) {
+  for (const auto &[name, route] : options_.routes) types_.push_back(name);
+}
+
+WorkerPool::~WorkerPool() { Drain(Millis(0)); }
+
+void WorkerPool::Start() {
+  if (types_.empty()) return;  // nothing to run: no thread would ever claim
+  for (int i = 0; i < options_.workers; ++i) {
+    threads_.emplace_back([this, i] { WorkerLoop(i); });
+  }
+}
+
+void WorkerPool::Drain(Millis grace) {
+  std::unique_lock lock(mutex_);
+  draining_ = true;
+  changed_.notify_all();
+  changed_.wait_for(lock, grace, [this] { return active_ == 0 && queue_.empty() && !in_claim_; });
+  lock.unlock();
+
+  // Set before StopAll: a run registered after StopAll's sweep sees the flag
+  // itself.
+  stop_all_ = true;
+  keeper_.StopAll(StopReason::kDrain);
+  for (auto &thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  threads_.clear();
+
+  lock.lock();
+  std::deque<store::Lease> unstarted = std::move(queue_);
+  queue_.clear();
+  lock.unlock();
+  for (const auto &lease : unstarted) {
+    auto released = store_.Release(lease.run.id, lease.token);
+    if (!released) {
+      spdlog::warn("release failed run={} error={}", lease.run.id, released.error().message);
+    }
+  }
+}
+
+void WorkerPool::WorkerLoop(int index) {
+  std::string worker = fmt::format("{}/cpu{}", options_.agent_id, index);
+  std::string thread_name = fmt::format("gpuq-cpu{}", index).substr(0, 15);
+  pthread_setname_np(pthread_self(), thread_name.c_str());
+  while (auto lease = NextLease(worker)) {
+    Execute(worker, std::move(*lease));
+    std::lock_guard lock(mutex_);
+    --active_;
+    changed_.notify_all();
+  }
+}
+
+std::optional<store::Lease> WorkerPool::NextLease(const std::string &worker) {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    // Claimed runs are started even while draining: they are ours already. Past
+    // the grace they are stopped at once and released (Execute sees stop_all_).
+    if (!queue_.empty()) {
+      store::Lease lease = std::move(queue_.front());
+      queue_.pop_front();
+      ++active_;
+      return lease;
+    }
+    if (draining_) return std::nullopt;
+    if (claiming_) {
+      ++idle_waiting_;
+      changed_.wait(lock);
+      --idle_waiting_;
+      continue;
+    }
+    // This worker claims for itself and every worker waiting behind it.
+    claiming_ = true;
+    in_claim_ = true;
+    int want = idle_waiting_ + 1;
+    lock.unlock();
+    auto claimed = store_.Claim(store::ClaimRequest{
+        .worker = worker, .types = types_, .lease_ttl = options_.lease_ttl, .max_runs = want});
+    lock.lock();
+    in_claim_ = false;
+    bool got_work = claimed && !claimed.value().empty();
+    if (got_work) {
+      for (auto &lease : claimed.value()) queue_.push_back(std::move(lease));
+    } else {
+      if (!claimed) {
+        spdlog::warn("claim failed worker={} error={}", worker, claimed.error().message);
+      }
+      lock.unlock();
+      store_.WaitForWork(options_.poll);
+      lock.lock();
+    }
+    claiming_ = false;
+    changed_.notify_all();  // hand out the leases, or let another worker claim
+  }
+}
+
+void WorkerPool::Execute(const std::string &worker, store::Lease lease) {
+  const Run &run = lease.run;
+  auto route = options_.routes.find(run.type);
+  if (route == options_.routes.end()) {  // Claim only returns our types: a store bug
+    (void)store_.Fail(run.id, lease.token, fmt::format("no connector for task type {}", run.type),
+                      false);
+    return;
+  }
+  std::optional<SteadyTime> deadline;
+  if (run.timeout_s > 0) {
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(run.timeout_s);
+  }
+  auto active =  // co-owned by the lease keeper while registered
+      std::make_shared<ActiveRun>(run.id, lease.token, deadline, options_.progress_interval);
+  keeper_.Register(active);
+  if (stop_all_) active->Stop(StopReason::kDrain);
+  spdlog::info("run claimed run={} type={} worker={} attempt={}", run.id, run.type, worker,
+               run.attempts);
+
+  std::filesystem::path run_dir = options_.data_dir / "runs" / run.id;
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir / "logs", ec);
+  Result<connectors::Outcome> outcome =
+      Error{Errc::kInternal, fmt::format("cannot create {}: {}", run_dir.string(), ec.message())};
+  if (!ec) {
+    connectors::RunContext ctx{.run = run,
+                               .task_type = *route->second.type,
+                               .data_dir = options_.data_dir,
+                               .run_dir = run_dir,
+                               .log_file = options_.data_dir / LogPath(run),
+                               .stop = active->stop_token(),
+                               .report_progress = [this, &active](const Progress &p) {
+                                 active->ReportProgress(store_, p);
+                               }};
+    try {
+      outcome = route->second.connector->Execute(ctx);
+    } catch (const std::exception &e) {  // a connector bug must not take the agent down
+      outcome = Error{Errc::kInternal, fmt::format("connector threw: {}", e.what())};
+    }
+  }
+  keeper_.Unregister(run.id);
+  Finish(worker, run, *active, std::move(outcome));
+}
+
+void WorkerPool::Finish(const std::string &worker, const Run &run, const ActiveRun &active,
+                        Result<connectors::Outcome> outcome) {
+  const std::string &id = run.id;
+  long long token = active.token();
+  auto warn_on_error = [&id](const char *what, const Error &error) {
+    spdlog::warn("{} not recorded run={} error={}", what, id, error.message);
+  };
+  if (outcome) {
+    // A run that finished before it noticed a stop is done: say so. With a lost
+    // lease the store refuses the stale token and the run stays with its new
+    // owner.
+    auto done = store_.Complete(id, token, outcome.value().result, outcome.value().files);
+    if (done) {
+      spdlog::info("run completed run={} worker={}", id, worker);
+    } else if (done.error().code == Errc::kConflict) {
+      spdlog::info("run finished after its lease was lost run={}", id);
+    } else {
+      warn_on_error("completion", done.error());
+    }
+    return;
+  }
+  const Error &error = outcome.error();
+  switch (active.reason()) {
+    case StopReason::kCancelled: {
+      auto done = store_.MarkCancelled(id, token);
+      if (done) {
+        spdlog::info("run cancelled run={} worker={}", id, worker);
+      } else {
+        warn_on_error("cancellation", done.error());
+      }
+      return;
+    }
+    case StopReason::kLeaseLost:
+      // Someone else may hold it now; any write of ours would carry a stale
+      // token.
+      spdlog::info("run abandoned after lease loss run={} worker={}", id, worker);
+      return;
+    case StopReason::kDrain: {
+      auto done = store_.Release(id, token);
+      if (done) {
+        spdlog::info("run released for drain run={} worker={}", id, worker);
+      } else {
+        warn_on_error("release", done.error());
+      }
+      return;
+    }
+    case StopReason::kTimedOut: {
+      std::string message = fmt::format("timed out after {} s", run.timeout_s);
+      auto done = store_.Fail(id, token, message, /*retryable=*/false);
+      if (done) {
+        spdlog::info("run failed run={} worker={} error=\"{}\"", id, worker, message);
+      } else {
+        warn_on_error("failure", done.error());
+      }
+      return;
+    }
+    case StopReason::kNone: {
+      bool retryable = error.code == Errc::kUnavailable || error.code == Errc::kInternal;
+      auto done = store_.Fail(id, token, error.message, retryable);
+      if (done) {
+        spdlog::info("run failed run={} worker={} retrying={} error=\"{}\"", id, worker,
+                     done.value() == store::FailOutcome::kRetrying, error.message);
+      } else {
+        warn_on_error("failure", done.error());
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace gpuq::agent
