@@ -780,13 +780,19 @@ TEST_P(StoreContract, PurgeDeletesOnlyFinishedRunsOlderThanTheCutoff) {
   EXPECT_TRUE(store_->Get(new_done));
 }
 
+// A worker's loop: claim, find nothing, wait. A submit landing anywhere after that claim,
+// even before the wait starts, must end the wait.
 TEST_P(StoreContract, WaitForWorkWakesOnSubmit) {
-  ASSERT_THAT(store_->Claim(Request({"echo"})).value(), IsEmpty());
+  std::atomic<bool> claimed{false};
   std::atomic<bool> woke{false};
   std::thread waiter([&] {
+    auto leases = store_->Claim(Request({"echo"}));
+    EXPECT_TRUE(leases && leases.value().empty());
+    claimed = true;
     store_->WaitForWork(Millis(60'000));
     woke = true;
   });
+  ASSERT_TRUE(gpuq::testing::WaitUntil([&] { return claimed.load(); }));
 
   SubmitOk("echo");
 

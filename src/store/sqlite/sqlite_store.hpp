@@ -48,6 +48,8 @@ class SqliteStore final : public Store {
   Result<int> RequeueExpired() override;
   Result<int> RequeueHeldBy(std::string_view worker_prefix) override;
   Result<std::vector<std::string>> PurgeFinishedBefore(TimePoint cutoff) override;
+  // Returns at once when this process committed claimable work since this thread's last
+  // Claim or WaitForWork, so a submit between an empty claim and the wait is not missed.
   void WaitForWork(Millis max_wait) override;
   std::string Describe() const override;
   Result<void> Ping() override;
