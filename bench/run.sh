@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gpuq's benchmarks, side by side with the machine's ceiling and the notes' own design.
 #
-#   bench/run.sh [--quick] [--no-build]
+#   bench/run.sh [--quick] [--no-build] [--only ceiling,api,queue,durable,baseline]
 #
 #   (d) ceiling   wrk GET against a minimal static-response Beast server (bench/ceiling)
 #   (b) API       wrk GET /task_status/{id} and POST /submit_task against `gpuq serve --no-agent`,
@@ -21,14 +21,20 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 QUICK=0
 BUILD_IT=1
-for arg in "$@"; do
+ONLY=ceiling,api,queue,durable,baseline
+while (($#)); do
+  arg=$1
+  shift
   case "$arg" in
     --quick) QUICK=1 ;;
     --no-build) BUILD_IT=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --only) ONLY=${1:?--only needs a list}; shift ;;
+    --only=*) ONLY=${arg#--only=} ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
+want() { [[ ,$ONLY, == *,$1,* ]]; }
 if ((QUICK)); then DEFAULT_DURATION=3s DEFAULT_TASKS=5000; else DEFAULT_DURATION=10s DEFAULT_TASKS=20000; fi
 DURATION=${GPUQ_BENCH_DURATION:-$DEFAULT_DURATION}
 TASKS=${GPUQ_BENCH_TASKS:-$DEFAULT_TASKS}
@@ -184,19 +190,21 @@ log "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc
 log "wrk -t$WRK_THREADS -c$CONNS -d$DURATION; queue: $TASKS tasks"
 
 # ---- (d) the ceiling ---------------------------------------------------------------------------
-start ceiling "$CEILING_BIN" --host 127.0.0.1 --port 0
-CEILING_PID=$STARTED_PID
-for ((i = 0; i < 100; i++)); do
-  CEILING_PORT=$(head -n1 "$WORK/ceiling.log" 2>/dev/null)
-  [[ $CEILING_PORT =~ ^[0-9]+$ ]] && break
-  sleep 0.05
-done
-if [[ $CEILING_PORT =~ ^[0-9]+$ ]]; then
-  run_wrk ceiling-get "http://127.0.0.1:$CEILING_PORT/task_status/00000000-0000-4000-8000-000000000000"
-else
-  note "ceiling: server did not start ($(tail -n1 "$WORK/ceiling.log"))"
+if want ceiling; then
+  start ceiling "$CEILING_BIN" --host 127.0.0.1 --port 0
+  CEILING_PID=$STARTED_PID
+  for ((i = 0; i < 100; i++)); do
+    CEILING_PORT=$(head -n1 "$WORK/ceiling.log" 2>/dev/null)
+    [[ $CEILING_PORT =~ ^[0-9]+$ ]] && break
+    sleep 0.05
+  done
+  if [[ $CEILING_PORT =~ ^[0-9]+$ ]]; then
+    run_wrk ceiling-get "http://127.0.0.1:$CEILING_PORT/task_status/00000000-0000-4000-8000-000000000000"
+  else
+    note "ceiling: server did not start ($(tail -n1 "$WORK/ceiling.log"))"
+  fi
+  stop "$CEILING_PID"
 fi
-stop "$CEILING_PID"
 
 # ---- gpuq helpers ------------------------------------------------------------------------------
 start_gpuq() {  # start_gpuq NAME DATA_DIR [ARGS...]: sets GPUQ_PID, GPUQ_PORT
@@ -214,7 +222,7 @@ start_gpuq() {  # start_gpuq NAME DATA_DIR [ARGS...]: sets GPUQ_PID, GPUQ_PORT
 
 if ((GPUQ_OK)); then
   # ---- (b) API + (c) RSS -----------------------------------------------------------------------
-  if start_gpuq gpuq-api "$WORK/data-api" --no-agent; then
+  if want api && start_gpuq gpuq-api "$WORK/data-api" --no-agent; then
     sleep 1
     rss_kb "$GPUQ_PID" >"$RESULTS/rss-idle.kb"
     ID=$(submit_one "http://127.0.0.1:$GPUQ_PORT" '{"task_type":"echo","priority":50,"payload":{"n":1}}')
@@ -229,7 +237,7 @@ if ((GPUQ_OK)); then
   fi
 
   # ---- (a) queue: submit and drain with the agent ---------------------------------------------
-  if start_gpuq gpuq-queue "$WORK/data-queue"; then
+  if want queue && start_gpuq gpuq-queue "$WORK/data-queue"; then
     log "queue: $TASKS echo tasks on $CONNS connections"
     "$DRAIN_BIN" --port "$GPUQ_PORT" --tasks "$TASKS" --connections "$CONNS" \
       >"$RESULTS/queue.json" 2>"$WORK/queue.err"
@@ -238,13 +246,15 @@ if ((GPUQ_OK)); then
   fi
 
   # ---- durability: kill -9 right after the K-th 200, restart, look every id up ----------------
-  if start_gpuq gpuq-durable "$WORK/data-durable" --no-agent; then
+  if want durable && start_gpuq gpuq-durable "$WORK/data-durable" --no-agent; then
     log "durability: $DURABLE_TASKS submits, then kill -9"
     KILLED_PID=$GPUQ_PID
-    "$DURABLE_BIN" load --port "$GPUQ_PORT" --pid "$KILLED_PID" --count "$DURABLE_TASKS" \
-      --connections "$CONNS" --ids-out "$WORK/durable.ids" >"$WORK/durable-load.txt" 2>&1
+    {  # bash reports the SIGKILLed job ("Killed") on this stderr: keep it out of the output
+      "$DURABLE_BIN" load --port "$GPUQ_PORT" --pid "$KILLED_PID" --count "$DURABLE_TASKS" \
+        --connections "$CONNS" --ids-out "$WORK/durable.ids" >"$WORK/durable-load.txt" 2>&1
+      stop "$KILLED_PID"  # already dead after a successful load step; reaps it
+    } 2>>"$WORK/shell.log"
     sed 's/^/   /' "$WORK/durable-load.txt" >&2
-    stop "$KILLED_PID"  # already dead after a successful load step; reaps it
     if [[ -s $WORK/durable.ids ]] && start_gpuq gpuq-durable-restart "$WORK/data-durable" --no-agent; then
       "$DURABLE_BIN" verify --port "$GPUQ_PORT" --ids-in "$WORK/durable.ids" \
         --connections "$CONNS" >"$RESULTS/durability.txt" 2>"$WORK/durable-verify.err"
@@ -257,7 +267,9 @@ if ((GPUQ_OK)); then
 fi
 
 # ---- (e) the notes' design: FastAPI + uvicorn (2 workers) + Redis ------------------------------
-if [[ -f $BASELINE_DIR/server.py ]]; then
+if ! want baseline; then
+  :
+elif [[ -f $BASELINE_DIR/server.py ]]; then
   REDIS_PORT=$(free_port)
   start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
   REDIS_PID=$STARTED_PID
