@@ -13,6 +13,7 @@
 # Environment: GPUQ_BENCH_DURATION (wrk -d, default 10s; --quick: 3s), GPUQ_BENCH_TASKS
 # (default 20000; --quick: 5000), GPUQ_BENCH_CONNECTIONS (64), GPUQ_BENCH_THREADS (wrk -t, 2),
 # GPUQ_BENCH_DURABLE_TASKS (2000), GPUQ_BENCH_BUILD_DIR (build), GPUQ_BENCH_BASELINE_DIR,
+# GPUQ_BENCH_QUEUE_AGENT (embedded: the agent inside `gpuq serve`; separate: `gpuq agent`),
 # GPUQ_BENCH_KEEP=1 keeps the temp folder (logs, raw wrk output).
 # Exit status: 0 when every measured gpuq target passed.
 set -uo pipefail
@@ -30,7 +31,7 @@ while (($#)); do
     --no-build) BUILD_IT=0 ;;
     --only) ONLY=${1:?--only needs a list}; shift ;;
     --only=*) ONLY=${arg#--only=} ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -237,11 +238,22 @@ if ((GPUQ_OK)); then
   fi
 
   # ---- (a) queue: submit and drain with the agent ---------------------------------------------
-  if want queue && start_gpuq gpuq-queue "$WORK/data-queue"; then
-    log "queue: $TASKS echo tasks on $CONNS connections"
+  # The agent runs inside `gpuq serve` by default; GPUQ_BENCH_QUEUE_AGENT=separate runs
+  # `gpuq serve --no-agent` plus one `gpuq agent` process on the same data dir.
+  QUEUE_AGENT=${GPUQ_BENCH_QUEUE_AGENT:-embedded}
+  QUEUE_ARGS=()
+  [[ $QUEUE_AGENT == separate ]] && QUEUE_ARGS=(--no-agent)
+  if want queue && start_gpuq gpuq-queue "$WORK/data-queue" "${QUEUE_ARGS[@]}"; then
+    AGENT_PID=""
+    if [[ $QUEUE_AGENT == separate ]]; then
+      start gpuq-agent "$GPUQ" agent --data-dir "$WORK/data-queue"
+      AGENT_PID=$STARTED_PID
+    fi
+    log "queue: $TASKS echo tasks on $CONNS connections, agent $QUEUE_AGENT"
     "$DRAIN_BIN" --port "$GPUQ_PORT" --tasks "$TASKS" --connections "$CONNS" \
       >"$RESULTS/queue.json" 2>"$WORK/queue.err"
     cat "$RESULTS/queue.json" "$WORK/queue.err" | sed 's/^/   /' >&2
+    [[ -n $AGENT_PID ]] && stop "$AGENT_PID"
     stop "$GPUQ_PID"
   fi
 
@@ -303,7 +315,7 @@ fi
 # ---- the table ---------------------------------------------------------------------------------
 echo
 echo "gpuq benchmarks: $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d$DURATION on the same box," \
-  "queue $TASKS echo tasks, durability $DURABLE_TASKS submits"
+  "queue $TASKS echo tasks (agent: ${GPUQ_BENCH_QUEUE_AGENT:-embedded}), durability $DURABLE_TASKS submits"
 python3 "$BENCH/report.py" "$RESULTS"
 status=$?
 ((GPUQ_OK)) || status=1  # nothing of gpuq was measured: not a pass
