@@ -56,9 +56,9 @@ Result<config::Config> BuildConfig(const Overrides& overrides,
     if (const char* env = std::getenv("GPUQ_CONFIG"); env && *env) file = env;
   }
   if (file) {
-    auto loaded = config::LoadFile(*file, problems);
-    if (!loaded) return loaded.error();
-    config = std::move(loaded.value());
+    auto loaded = config::ReadFile(*file, problems);
+    if (!loaded) return Error{Errc::kInvalidArgument, config::Describe(*problems)};
+    config = std::move(*loaded);
   }
   config::ApplyEnvironment(config, problems);
   if (overrides.listen) {

@@ -222,13 +222,21 @@ Result<Config> LoadFile(const fs::path& file, std::vector<Problem>* problems) {
   std::vector<Problem> local;
   if (!problems) problems = &local;
   size_t before = problems->size();
+  auto config = ReadFile(file, problems);
+  if (!config || problems->size() > before) {
+    return Error{Errc::kInvalidArgument, Describe(*problems)};
+  }
+  return std::move(*config);
+}
+
+std::optional<Config> ReadFile(const fs::path& file, std::vector<Problem>* problems) {
   Config config = Defaults();
   std::error_code ec;
   fs::path absolute = fs::absolute(file, ec);
   config.config_file = absolute;
   if (!fs::is_regular_file(absolute, ec)) {
     problems->push_back({file.string(), "no such config file"});
-    return Error{Errc::kInvalidArgument, Describe(*problems)};
+    return std::nullopt;
   }
   toml::table doc;
   try {
@@ -237,7 +245,7 @@ Result<Config> LoadFile(const fs::path& file, std::vector<Problem>* problems) {
     const auto& where = err.source().begin;
     problems->push_back({fmt::format("{}:{}:{}", file.string(), where.line, where.column),
                          std::string(err.description())});
-    return Error{Errc::kInvalidArgument, Describe(*problems)};
+    return std::nullopt;
   }
   Reader r(problems, absolute.parent_path());
   r.CheckKeys(doc, "", {"data_dir", "log_level", "asset_path", "server", "store", "agent",
@@ -267,7 +275,6 @@ Result<Config> LoadFile(const fs::path& file, std::vector<Problem>* problems) {
       ReadTaskType(r, name, *type_table, type);
     }
   }
-  if (problems->size() > before) return Error{Errc::kInvalidArgument, Describe(*problems)};
   return config;
 }
 

@@ -61,6 +61,11 @@ Config Defaults();
 // Every problem found is returned at once (never just the first).
 Result<Config> LoadFile(const std::filesystem::path& file, std::vector<Problem>* problems);
 
+// LoadFile's best effort: the config with every readable field applied, even when some
+// fields had problems (appended to `problems`), so later checks can report theirs too.
+// std::nullopt only when the file is missing or is not TOML.
+std::optional<Config> ReadFile(const std::filesystem::path& file, std::vector<Problem>* problems);
+
 // The notes' environment variables (and GPUQ_*): GPUQ_TOKEN, GPUQ_DATA_DIR, GPUQ_STORE,
 // GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH.
 // `getenv` is injectable for tests.
