@@ -41,6 +41,7 @@ class LeaseKeeper {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  SteadyTime sleeping_until_ = SteadyTime::min();  // when the loop wakes up next
   std::map<std::string, std::shared_ptr<ActiveRun>> runs_;
   std::thread thread_;
 };
