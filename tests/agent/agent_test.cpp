@@ -26,6 +26,17 @@ bool Alive(pid_t pid) {
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
 }
 
+// A task type by assignment: designated initializers that skip fields warn on GCC 12.
+TaskType MakeType(std::string name, std::string connector, std::vector<std::string> argv = {},
+                  std::string service = "") {
+  TaskType type;
+  type.name = std::move(name);
+  type.connector = std::move(connector);
+  type.argv = std::move(argv);
+  type.service = std::move(service);
+  return type;
+}
+
 class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -36,15 +47,13 @@ class AgentTest : public ::testing::Test {
     config_.agent.poll = Millis(20);
     config_.agent.lease_ttl = Millis(10'000);
     config_.agent.drain_timeout = Millis(30'000);
-    config_.task_types["echo"] = TaskType{.name = "echo", .connector = "echo"};
-    config_.task_types["command"] = TaskType{.name = "command", .connector = "command"};
-    config_.task_types["write"] = TaskType{.name = "write",
-                                           .connector = "command",
-                                           .argv = {"/bin/sh", "-c", "echo {{text}} > out.txt"}};
+    config_.task_types["echo"] = MakeType("echo", "echo");
+    config_.task_types["command"] = MakeType("command", "command");
+    config_.task_types["write"] =
+        MakeType("write", "command", {"/bin/sh", "-c", "echo {{text}} > out.txt"});
     // A GPU type: not the CPU pool's business, even with a connector this build
     // lacks.
-    config_.task_types["comfyui"] =
-        TaskType{.name = "comfyui", .connector = "comfyui", .service = "comfyui"};
+    config_.task_types["comfyui"] = MakeType("comfyui", "comfyui", {}, "comfyui");
     auto store = store::SqliteStore::Open(dir_ / "gpuq.db", clock_);
     ASSERT_TRUE(store) << store.error().message;
     store_ = std::move(store.value());
@@ -59,8 +68,11 @@ class AgentTest : public ::testing::Test {
   }
 
   std::string Submit(const std::string &type, Json payload, int timeout_s = 3600) {
-    auto submitted = store_->Submit(
-        store::NewRun{.type = type, .payload = std::move(payload), .timeout_s = timeout_s});
+    store::NewRun run;
+    run.type = type;
+    run.payload = std::move(payload);
+    run.timeout_s = timeout_s;
+    auto submitted = store_->Submit(run);
     EXPECT_TRUE(submitted) << submitted.error().message;
     return submitted ? submitted.value().id : std::string();
   }
@@ -289,7 +301,7 @@ TEST_F(AgentTest, RetentionPurgesOldRunsAndTheirFiles) {
 }
 
 TEST_F(AgentTest, StartRejectsAnUnknownConnector) {
-  config_.task_types["odd"] = TaskType{.name = "odd", .connector = "nope"};
+  config_.task_types["odd"] = MakeType("odd", "nope");
   Agent agent(AgentDeps{*store_, config_, registry_, clock_});
 
   auto started = agent.Start();

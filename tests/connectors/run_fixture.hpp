@@ -12,6 +12,18 @@
 
 namespace gpuq::connectors {
 
+// A task type by assignment: designated initializers that skip fields warn on GCC 12.
+inline TaskType MakeType(std::string name, std::string connector,
+                         std::vector<std::string> argv = {},
+                         std::map<std::string, std::string> env = {}) {
+  TaskType type;
+  type.name = std::move(name);
+  type.connector = std::move(connector);
+  type.argv = std::move(argv);
+  type.env = std::move(env);
+  return type;
+}
+
 class RunFixture {
  public:
   explicit RunFixture(Json payload, TaskType type = TaskType{}) : type_(std::move(type)) {

@@ -19,11 +19,10 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 TaskType CommandType(std::vector<std::string> argv, std::map<std::string, std::string> env = {}) {
-  return TaskType{
-      .name = "render", .connector = "command", .argv = std::move(argv), .env = std::move(env)};
+  return MakeType("render", "command", std::move(argv), std::move(env));
 }
 
-TaskType GenericType() { return TaskType{.name = "command", .connector = "command"}; }
+TaskType GenericType() { return MakeType("command", "command"); }
 
 TaskType ShellType(const std::string& script) { return CommandType({"/bin/sh", "-c", script}); }
 

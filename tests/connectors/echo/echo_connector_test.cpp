@@ -13,7 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
-TaskType EchoType() { return TaskType{.name = "echo", .connector = "echo"}; }
+TaskType EchoType() { return MakeType("echo", "echo"); }
 
 TEST(EchoConnector, ResultIsThePayload) {
   RunFixture fixture(Json{{"text", "hi"}, {"n", 3}}, EchoType());
