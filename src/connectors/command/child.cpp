@@ -86,12 +86,21 @@ Result<ChildExit> RunChild(const ChildSpec& spec, std::stop_token stop,
     // running a run the queue hands to someone else.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    // Until setpgid above, this child was in the daemon's process group, so a stop signal
+    // meant for the daemon (Ctrl-C, systemd's group SIGTERM) may be pending here, held by the
+    // mask inherited from the daemon. Ignoring a signal discards it if pending; then defaults
+    // are restored and the mask cleared, so the command starts with nothing queued.
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) ::sigaction(sig, &ign, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD}) {
+      ::sigaction(sig, &dfl, nullptr);
+    }
     sigset_t all;
     sigemptyset(&all);
     ::sigprocmask(SIG_SETMASK, &all, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) ::sigaction(sig, &dfl, nullptr);
     int error = 0;
     if (::chdir(cwd.c_str()) != 0) error = errno;
     if (error == 0) {
