@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "api/errors.hpp"
+#include "api/run_json.hpp"
 #include "core/ids.hpp"
 
 namespace gpuq::api {
@@ -20,7 +21,12 @@ std::string DumpJson(const Json& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-Response RunResponse(const Run& run) { return JsonResponse(DumpJson(ToJson(run))); }
+Response RunResponse(const Run& run) {
+  Response response;
+  response.body.reserve(640 + run.id.size() * 2);
+  AppendRunJson(run, response.body);
+  return response;
+}
 
 Response UnknownRun(std::string_view id) {
   // The id may be any bytes a client sent: keep the detail short and printable.

@@ -6,6 +6,7 @@
 
 #include "api/blocking.hpp"
 #include "api/errors.hpp"
+#include "api/run_json.hpp"
 #include "api/routes.hpp"
 #include "core/ids.hpp"
 
@@ -61,11 +62,18 @@ Result<store::RunFilter> ParseFilter(std::string_view query) {
 }
 
 Response PageResponse(const store::RunPage& page) {
-  Json runs = Json::array();
-  for (const Run& run : page.runs) runs.push_back(ToJson(run));
-  Json body = {{"runs", std::move(runs)},
-               {"next_before", page.next_before ? Json(*page.next_before) : Json(nullptr)}};
-  return JsonResponse(DumpJson(body));
+  Response response;
+  std::string& body = response.body;
+  body.reserve(64 + page.runs.size() * 700);
+  body += "{\"next_before\":";
+  body += page.next_before ? DumpJson(Json(*page.next_before)) : std::string("null");
+  body += ",\"runs\":[";
+  for (size_t i = 0; i < page.runs.size(); ++i) {
+    if (i > 0) body.push_back(',');
+    AppendRunJson(page.runs[i], body);
+  }
+  body += "]}";
+  return response;
 }
 
 // Lists can scan many rows: they run on the blocking pool.
