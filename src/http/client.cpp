@@ -218,7 +218,8 @@ Result<Response> Client::Stream(std::string_view target,
   while (!parser.is_done() && keep_going) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof chunk;
-    bhttp::read(s.stream->socket(), s.buffer, parser, ec);
+    // read_some returns as soon as some body arrived: events must reach the caller live.
+    bhttp::read_some(s.stream->socket(), s.buffer, parser, ec);
     if (ec == bhttp::error::need_buffer) ec = {};
     if (ec) break;
     size_t got = sizeof chunk - parser.get().body().size;

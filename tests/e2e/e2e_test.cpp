@@ -92,6 +92,28 @@ TEST(EndToEnd, CancelStopsAProcessingRun) {
   EXPECT_EQ(c.Cli({"cancel", id}).exit_code, 4) << "cancelling a finished run is a conflict";
 }
 
+TEST(EndToEnd, LogsFollowShowsLinesWhileTheRunIsStillGoing) {
+  Cluster c(kSlowType);
+  auto server = c.StartServer();
+  std::string id = Submit(c, {"slow", "--param", "secs:=300"});
+  ASSERT_TRUE(c.WaitForStatus(id, "processing"));
+  std::ofstream(c.data_dir() / "runs" / id / "logs" / "attempt-1.log", std::ios::app)
+      << "a line written mid-run\n";
+
+  testing::ChildProcess follow({testing::GpuqBinary().string(), "logs", id, "-f", "--server",
+                                c.server_url()},
+                               c.dir() / "follow.out");
+
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return follow.Output().find("a line written mid-run") != std::string::npos; }))
+      << follow.Output();
+  EXPECT_TRUE(follow.Running()) << "follow must keep going while the run does";
+  ASSERT_EQ(c.Cli({"cancel", id}).exit_code, 0);
+  auto code = follow.Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(code.has_value()) << "follow must end when the run ends";
+  EXPECT_EQ(*code, 0);
+}
+
 TEST(EndToEnd, RunOfAKilledAgentCompletesExactlyOnceOnAnother) {
   Cluster c(kSlowType);
   auto api = c.StartServer(/*no_agent=*/true);
