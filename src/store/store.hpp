@@ -5,6 +5,7 @@
 // Thread-safety: every method may be called from any thread concurrently. Methods block
 // (disk or network I/O): async callers go through a blocking pool.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,13 @@ class Store {
 
   // Inserts a run (pending, or waiting when depends_on is non-empty). Durable on return.
   virtual Result<Submitted> Submit(const NewRun& run) = 0;
+
+  // Submit without blocking the caller: `done` is called exactly once, on a thread of the
+  // store's choosing (possibly the caller's, before SubmitAsync returns), once the run is
+  // durable or has failed. `done` must be quick and must not block on the store; an async
+  // server posts the result back to its own executor from it. The default runs Submit inline.
+  using SubmitCallback = std::function<void(Result<Submitted>)>;
+  virtual void SubmitAsync(NewRun run, SubmitCallback done) { done(Submit(run)); }
 
   virtual Result<Run> Get(std::string_view id) = 0;  // kNotFound
   virtual Result<RunPage> List(const RunFilter& filter) = 0;
