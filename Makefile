@@ -34,8 +34,9 @@ configure: deps $(BUILD)/build.ninja
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-run: build
-	mkdir -p gpuq-data
+# Only the binary: the quick start should not wait for the test suites to compile.
+run: configure
+	cmake --build $(BUILD) -j $(JOBS) --target gpuq
 	$(BUILD)/gpuq serve --config $(CONFIG)
 
 test: build
