@@ -3,6 +3,7 @@
 #include <linux/futex.h>
 #include <malloc.h>
 #include <sqlite3.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -89,6 +90,13 @@ INSERT INTO counters (name, value) VALUES ('lease_token', 0);
   "created_at, started_at, finished_at, not_before, cancel_requested, files"
 
 constexpr int kBusyTimeoutMs = 30'000;
+
+// The writer never checkpoints (wal_autocheckpoint = 0): a checkpoint inside a commit stalls
+// every write queued behind it. A thread of its own runs a PASSIVE checkpoint whenever a
+// commit leaves the WAL at this many pages or more (4 MiB at 4 KiB pages).
+constexpr int kCheckpointPages = 1000;
+// A WAL that grew under a burst is truncated back to this size once it restarts.
+constexpr const char* kJournalSizeLimit = "PRAGMA journal_size_limit = 16777216";
 
 Json ParseJson(std::string_view text) {
   // Only this store writes these columns; a value that does not parse reads as null.
@@ -404,10 +412,12 @@ struct Tx {
   bool wake = false;  // set when the operation made work claimable
 };
 
-// One queued write. Lives on the caller's stack until it is done.
+// One queued write. A blocking write's Op lives on the caller's stack until it is done; an
+// asynchronous one lives on the heap and `finish` delivers its result and frees it.
 struct Op {
   bool (*fn)(void* ctx, Tx& tx) = nullptr;  // runs the operation; true: keep its changes
   void* ctx = nullptr;
+  void (*finish)(Op* op) = nullptr;  // called once after the commit; null: wake the waiter
   std::optional<Error> batch_error;  // the transaction itself failed: every op gets this
 
   // A bare futex rather than std::binary_semaphore: libstdc++'s waits spin with sched_yield
@@ -419,6 +429,7 @@ struct Op {
     }
   }
   void Finish() {
+    if (finish) return finish(this);
     done.store(1, std::memory_order_release);
     syscall(SYS_futex, reinterpret_cast<int*>(&done), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
   }
@@ -586,13 +597,25 @@ constexpr const char* kClaimableSql =
 // ---------------------------------------------------------------------------------------------
 
 struct SqliteStore::State final : ReaderOwner {
-  State(std::filesystem::path file_in, Clock& clock_in, std::unique_ptr<Conn> writer_conn_in)
-      : file(std::move(file_in)), clock(clock_in), writer_conn(std::move(writer_conn_in)) {
+  State(std::filesystem::path file_in, Clock& clock_in, std::unique_ptr<Conn> writer_conn_in,
+        std::unique_ptr<Conn> checkpoint_conn_in)
+      : file(std::move(file_in)),
+        clock(clock_in),
+        writer_conn(std::move(writer_conn_in)),
+        checkpoint_conn(std::move(checkpoint_conn_in)) {
     id = GlobalRegistry().next_id.fetch_add(1);
     {
       std::lock_guard lock(GlobalRegistry().mu);
       GlobalRegistry().live.emplace(id, this);
     }
+    sqlite3_wal_hook(
+        writer_conn->db(),
+        [](void* self, sqlite3*, const char*, int pages) {
+          static_cast<State*>(self)->AfterCommit(pages);
+          return SQLITE_OK;
+        },
+        this);
+    checkpointer = std::thread([this] { CheckpointLoop(); });
     writer = std::thread([this] { WriterLoop(); });
   }
 
@@ -603,6 +626,12 @@ struct SqliteStore::State final : ReaderOwner {
     }
     queue_cv.notify_one();
     writer.join();
+    {
+      std::lock_guard lock(checkpoint_mu);
+      checkpoint_stopping = true;
+    }
+    checkpoint_cv.notify_one();
+    checkpointer.join();
     {
       std::lock_guard lock(GlobalRegistry().mu);
       GlobalRegistry().live.erase(id);
@@ -658,16 +687,21 @@ struct SqliteStore::State final : ReaderOwner {
       }
       return c->out->has_value();
     };
-    bool wake_writer = false;
-    {
-      std::lock_guard lock(queue_mu);
-      queue.push_back(&op);
-      wake_writer = writer_sleeping;
-    }
-    if (wake_writer) queue_cv.notify_one();
+    Enqueue(&op);
     op.Wait();
     if (op.batch_error) return *op.batch_error;
     return std::move(*ctx.out);
+  }
+
+  // Queues `op` for the writer; op->finish (or op->Finish's wake-up) runs after its commit.
+  void Enqueue(Op* op) {
+    bool wake_writer = false;
+    {
+      std::lock_guard lock(queue_mu);
+      queue.push_back(op);
+      wake_writer = writer_sleeping;
+    }
+    if (wake_writer) queue_cv.notify_one();
   }
 
   void WriterLoop() {
@@ -683,6 +717,41 @@ struct SqliteStore::State final : ReaderOwner {
       }
       if (!RunBatch(batch, /*savepoints=*/false)) RunBatch(batch, /*savepoints=*/true);
       batch.clear();
+    }
+  }
+
+  // Called by SQLite on the writer thread after each commit with the WAL's size in pages.
+  void AfterCommit(int wal_pages) {
+    if (wal_pages < kCheckpointPages || checkpoint_wanted.load(std::memory_order_relaxed)) return;
+    {
+      std::lock_guard lock(checkpoint_mu);
+      checkpoint_wanted = true;
+    }
+    checkpoint_cv.notify_one();
+  }
+
+  // Copies the WAL back into the database file off the commit path. PASSIVE never waits for
+  // the writer or readers; what it could not copy is copied by the next round. Once a round
+  // copied everything, the writer's next transaction starts the WAL over from its beginning.
+  void CheckpointLoop() {
+    pthread_setname_np(pthread_self(), "gpuq-checkpoint");
+    std::unique_lock lock(checkpoint_mu);
+    while (true) {
+      checkpoint_cv.wait(lock, [this] { return checkpoint_stopping || checkpoint_wanted.load(); });
+      if (checkpoint_stopping) return;
+      lock.unlock();
+      int log_pages = 0;
+      int copied = 0;
+      int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn->db(), nullptr,
+                                         SQLITE_CHECKPOINT_PASSIVE, &log_pages, &copied);
+      checkpoints_run.fetch_add(1, std::memory_order_relaxed);
+      lock.lock();
+      checkpoint_wanted = false;
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        // Nothing is lost: the WAL just grows until a later round succeeds. Do not spin.
+        checkpoint_cv.wait_for(lock, std::chrono::milliseconds(100),
+                               [this] { return checkpoint_stopping; });
+      }
     }
   }
 
@@ -786,12 +855,20 @@ struct SqliteStore::State final : ReaderOwner {
   uint64_t id = 0;
 
   std::unique_ptr<Conn> writer_conn;  // used only by the writer thread (and Open, before it)
+  std::unique_ptr<Conn> checkpoint_conn;  // used only by the checkpoint thread
   std::mutex queue_mu;
   std::condition_variable queue_cv;
   std::vector<Op*> queue;
   bool writer_sleeping = false;
   bool stopping = false;
   std::thread writer;
+
+  std::mutex checkpoint_mu;
+  std::condition_variable checkpoint_cv;
+  std::atomic<bool> checkpoint_wanted{false};
+  bool checkpoint_stopping = false;
+  std::atomic<uint64_t> checkpoints_run{0};
+  std::thread checkpointer;
 
   std::mutex readers_mu;
   std::vector<std::unique_ptr<Conn>> readers;
@@ -849,89 +926,155 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
     return schema.error();
   }
   BOOST_OUTCOME_TRY(conn->Exec("COMMIT"));
-  auto state = std::make_unique<State>(std::move(file), clock, std::move(conn));
+  BOOST_OUTCOME_TRY(conn->Exec("PRAGMA wal_autocheckpoint = 0"));
+  BOOST_OUTCOME_TRY(conn->Exec(kJournalSizeLimit));
+  BOOST_OUTCOME_TRY(auto checkpoint_conn, Conn::Open(file));
+  auto state =
+      std::make_unique<State>(std::move(file), clock, std::move(conn), std::move(checkpoint_conn));
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(state)));
 }
 
 SqliteStore::SqliteStore(std::unique_ptr<State> state) : state_(std::move(state)) {}
 SqliteStore::~SqliteStore() = default;
 
-Result<Submitted> SqliteStore::Submit(const NewRun& run) {
+namespace {
+
+// A submit's text, built off the writer thread so the transaction does only SQL.
+struct SubmitWork {
+  const NewRun* run = nullptr;  // the caller's (Submit) or the Async op's (SubmitAsync)
+  std::string id;
+  std::string payload;
+  std::vector<std::string> parents;
+  std::string depends_on;
+};
+
+Result<SubmitWork> PrepareSubmit(const NewRun& run) {
   if (run.type.empty()) return Error{Errc::kInvalidArgument, "run type is empty"};
   if (run.max_attempts < 1) return Error{Errc::kInvalidArgument, "max_attempts must be >= 1"};
-  std::string id = NewUuid();
-  std::string payload = Dump(run.payload);
-  std::vector<std::string> parents;
+  SubmitWork work;
+  work.id = NewUuid();
+  work.payload = Dump(run.payload);
   for (const auto& p : run.depends_on) {
-    if (std::find(parents.begin(), parents.end(), p) == parents.end()) parents.push_back(p);
+    if (std::find(work.parents.begin(), work.parents.end(), p) == work.parents.end()) {
+      work.parents.push_back(p);
+    }
   }
-  std::string depends_on = StringArrayJson(parents);
+  work.depends_on = StringArrayJson(work.parents);
+  work.run = &run;
+  return work;
+}
 
-  return state_->Write([&](Tx& tx) -> Result<Submitted> {
-    if (run.idempotency_key) {
-      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT id FROM runs WHERE idempotency_key = ?"));
-      s.Bind(*run.idempotency_key);
-      BOOST_OUTCOME_TRY(auto row, s.Step());
-      if (row) return Submitted{s.String(0), false};
+Result<Submitted> InsertRun(Tx& tx, const SubmitWork& work) {
+  const NewRun& run = *work.run;
+  const std::string& id = work.id;
+  const auto& parents = work.parents;
+  if (run.idempotency_key) {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT id FROM runs WHERE idempotency_key = ?"));
+    s.Bind(*run.idempotency_key);
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (row) return Submitted{s.String(0), false};
+  }
+  RunState state = RunState::kPending;
+  std::optional<std::string> waiting_reason;
+  std::optional<std::string> error;
+  std::optional<TimePoint> finished_at;
+  size_t unfinished = 0;
+  for (const auto& parent : parents) {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT state FROM runs WHERE id = ?"));
+    s.Bind(parent);
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) {
+      return Error{Errc::kInvalidArgument, fmt::format("depends_on run {} not found", parent)};
     }
-    RunState state = RunState::kPending;
-    std::optional<std::string> waiting_reason;
-    std::optional<std::string> error;
-    std::optional<TimePoint> finished_at;
-    size_t unfinished = 0;
-    for (const auto& parent : parents) {
-      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT state FROM runs WHERE id = ?"));
-      s.Bind(parent);
-      BOOST_OUTCOME_TRY(auto row, s.Step());
-      if (!row) {
-        return Error{Errc::kInvalidArgument, fmt::format("depends_on run {} not found", parent)};
-      }
-      auto parent_state = ParseRunState(s.Text(0)).value_or(RunState::kFailed);
-      if (parent_state == RunState::kCompleted) continue;
-      if (IsFinished(parent_state)) {
-        if (!error) error = fmt::format("parent run {} {}", parent, ToString(parent_state));
-      } else {
-        ++unfinished;
-      }
+    auto parent_state = ParseRunState(s.Text(0)).value_or(RunState::kFailed);
+    if (parent_state == RunState::kCompleted) continue;
+    if (IsFinished(parent_state)) {
+      if (!error) error = fmt::format("parent run {} {}", parent, ToString(parent_state));
+    } else {
+      ++unfinished;
     }
-    if (error) {
-      state = RunState::kFailed;
-      finished_at = tx.now;
-    } else if (unfinished > 0) {
-      state = RunState::kWaiting;
-      waiting_reason = WaitingReason(unfinished);
+  }
+  if (error) {
+    state = RunState::kFailed;
+    finished_at = tx.now;
+  } else if (unfinished > 0) {
+    state = RunState::kWaiting;
+    waiting_reason = WaitingReason(unfinished);
+  }
+  {
+    BOOST_OUTCOME_TRY(
+        auto s, tx.db.Prepare("INSERT INTO runs (id, type, priority, state, payload, error, "
+                              "parent_run_id, depends_on, max_attempts, timeout_s, "
+                              "waiting_reason, idempotency_key, created_at, finished_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    s.Bind(id)
+        .Bind(run.type)
+        .Bind(run.priority)
+        .Bind(ToString(state))
+        .Bind(work.payload)
+        .Bind(error)
+        .Bind(run.parent_run_id)
+        .Bind(work.depends_on)
+        .Bind(run.max_attempts)
+        .Bind(run.timeout_s)
+        .Bind(waiting_reason)
+        .Bind(run.idempotency_key)
+        .Bind(tx.now)
+        .Bind(finished_at);
+    BOOST_OUTCOME_TRY(s.Run());
+  }
+  for (const auto& parent : parents) {
+    BOOST_OUTCOME_TRY(
+        auto s, tx.db.Prepare("INSERT INTO run_deps (parent_id, child_id) VALUES (?, ?)"));
+    s.Bind(parent).Bind(id);
+    BOOST_OUTCOME_TRY(s.Run());
+  }
+  tx.wake = state == RunState::kPending;
+  return Submitted{id, true};
+}
+
+}  // namespace
+
+Result<Submitted> SqliteStore::Submit(const NewRun& run) {
+  BOOST_OUTCOME_TRY(auto work, PrepareSubmit(run));
+  return state_->Write([&](Tx& tx) { return InsertRun(tx, work); });
+}
+
+void SqliteStore::SubmitAsync(NewRun run, SubmitCallback done) {
+  auto work = PrepareSubmit(run);
+  if (!work) return done(work.error());
+  // Owned by the writer from Enqueue on; `finish` runs on the writer thread after the commit
+  // that made the run durable (or after the batch failed), calls `done` and frees it.
+  struct Async {
+    Op op;
+    NewRun run;
+    SubmitWork work;
+    SubmitCallback done;
+    std::optional<Result<Submitted>> out;
+  };
+  auto* async = new Async{{}, std::move(run), std::move(work).value(), std::move(done),
+                          std::nullopt};
+  async->work.run = &async->run;
+  async->op.ctx = async;
+  async->op.fn = [](void* p, Tx& tx) -> bool {
+    auto* a = static_cast<Async*>(p);
+    try {
+      a->out.emplace(InsertRun(tx, a->work));
+    } catch (const std::exception& e) {
+      a->out.emplace(Error{Errc::kInternal, fmt::format("store write failed: {}", e.what())});
     }
-    {
-      BOOST_OUTCOME_TRY(
-          auto s, tx.db.Prepare("INSERT INTO runs (id, type, priority, state, payload, error, "
-                                "parent_run_id, depends_on, max_attempts, timeout_s, "
-                                "waiting_reason, idempotency_key, created_at, finished_at) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-      s.Bind(id)
-          .Bind(run.type)
-          .Bind(run.priority)
-          .Bind(ToString(state))
-          .Bind(payload)
-          .Bind(error)
-          .Bind(run.parent_run_id)
-          .Bind(depends_on)
-          .Bind(run.max_attempts)
-          .Bind(run.timeout_s)
-          .Bind(waiting_reason)
-          .Bind(run.idempotency_key)
-          .Bind(tx.now)
-          .Bind(finished_at);
-      BOOST_OUTCOME_TRY(s.Run());
+    return a->out->has_value();
+  };
+  async->op.finish = [](Op* op) {
+    std::unique_ptr<Async> a(static_cast<Async*>(op->ctx));
+    Result<Submitted> result =
+        op->batch_error ? Result<Submitted>(*op->batch_error) : std::move(*a->out);
+    try {
+      a->done(std::move(result));
+    } catch (const std::exception& e) {  // the contract says it must not throw; don't die
     }
-    for (const auto& parent : parents) {
-      BOOST_OUTCOME_TRY(
-          auto s, tx.db.Prepare("INSERT INTO run_deps (parent_id, child_id) VALUES (?, ?)"));
-      s.Bind(parent).Bind(id);
-      BOOST_OUTCOME_TRY(s.Run());
-    }
-    tx.wake = state == RunState::kPending;
-    return Submitted{id, true};
-  });
+  };
+  state_->Enqueue(&async->op);
 }
 
 Result<Run> SqliteStore::Get(std::string_view id) {

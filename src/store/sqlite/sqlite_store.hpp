@@ -31,6 +31,10 @@ class SqliteStore final : public Store {
   SqliteStore& operator=(const SqliteStore&) = delete;
 
   Result<Submitted> Submit(const NewRun& run) override;
+  // Queues the insert on the writer thread and returns at once; `done` runs on the writer
+  // thread after the commit that made the run durable (or with the error that failed it).
+  // Invalid runs are refused inline, on the caller's thread, before SubmitAsync returns.
+  void SubmitAsync(NewRun run, SubmitCallback done) override;
   Result<Run> Get(std::string_view id) override;
   Result<RunPage> List(const RunFilter& filter) override;
   Result<std::vector<Lease>> Claim(const ClaimRequest& request) override;

@@ -4,6 +4,9 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <future>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -71,6 +74,110 @@ TEST(SqliteStore, FailsUnavailableWhenTheDirectoryCannotBeCreated) {
 
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, Errc::kUnavailable);
+}
+
+// Counts the runs with `id` through a connection of its own, as another process would.
+int CountOnDisk(const std::filesystem::path& file, const std::string& id) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return -1;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  int count = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM runs WHERE id = ?", -1, &stmt, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_bind_text(stmt, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) == SQLITE_ROW) count = sqlite3_column_int(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return count;
+}
+
+TEST(SqliteStore, SubmitAsyncCallsBackOnlyOnceTheRunIsCommitted) {
+  gpuq::testing::TempDir dir;
+  SystemClock clock;
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+  ASSERT_TRUE(store) << store.error().message;
+  constexpr int kRuns = 200;
+  std::vector<std::promise<std::pair<std::string, int>>> seen(kRuns);
+
+  for (int i = 0; i < kRuns; ++i) {
+    store.value()->SubmitAsync(NewRun{.type = "echo", .payload = {{"i", i}}},
+                               [&, i](Result<Submitted> submitted) {
+                                 if (!submitted) {
+                                   seen[i].set_value({submitted.error().message, -2});
+                                   return;
+                                 }
+                                 // Still inside the callback: the commit must be visible to
+                                 // a connection that is not the store's.
+                                 seen[i].set_value({submitted.value().id,
+                                                    CountOnDisk(dir / "q.db", submitted.value().id)});
+                               });
+  }
+
+  for (int i = 0; i < kRuns; ++i) {
+    auto [id, on_disk] = seen[i].get_future().get();
+    EXPECT_EQ(on_disk, 1) << id;
+    auto run = store.value()->Get(id);
+    ASSERT_TRUE(run) << run.error().message;
+    EXPECT_EQ(run.value().payload, Json({{"i", i}}));
+    EXPECT_EQ(run.value().state, RunState::kPending);
+  }
+}
+
+TEST(SqliteStore, SubmitAsyncRefusesAnInvalidRunAndKeepsIdempotency) {
+  gpuq::testing::TempDir dir;
+  SystemClock clock;
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+  ASSERT_TRUE(store) << store.error().message;
+  std::promise<Result<Submitted>> bad;
+  store.value()->SubmitAsync(NewRun{.type = ""}, [&](Result<Submitted> r) { bad.set_value(r); });
+  auto refused = bad.get_future().get();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::kInvalidArgument);
+
+  std::promise<Result<Submitted>> first;
+  std::promise<Result<Submitted>> second;
+  store.value()->SubmitAsync(NewRun{.type = "echo", .idempotency_key = "k"},
+                             [&](Result<Submitted> r) { first.set_value(r); });
+  store.value()->SubmitAsync(NewRun{.type = "echo", .idempotency_key = "k"},
+                             [&](Result<Submitted> r) { second.set_value(r); });
+  auto a = first.get_future().get();
+  auto b = second.get_future().get();
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a.value().created);
+  EXPECT_FALSE(b.value().created);
+  EXPECT_EQ(a.value().id, b.value().id);
+}
+
+TEST(SqliteStore, CheckpointsInTheBackgroundSoTheWalStaysBounded) {
+  gpuq::testing::TempDir dir;
+  SystemClock clock;
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+  ASSERT_TRUE(store) << store.error().message;
+  // ~40 MB of rows: without checkpoints the WAL would hold all of it.
+  std::string blob(4000, 'x');
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 2500; ++i) {
+        ASSERT_TRUE(store.value()->Submit(NewRun{.type = "echo", .payload = {{"blob", blob}}}));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  // The checkpoint thread catches up; the next commits restart the WAL and trim the file.
+  auto wal = dir / "q.db-wal";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(store.value()->Submit(NewRun{.type = "echo"}));
+    if (std::filesystem::file_size(wal) <= (16u << 20)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_LE(std::filesystem::file_size(wal), 16u << 20);
+  EXPECT_GT(std::filesystem::file_size(dir / "q.db"), 30u << 20);  // the rows reached the file
 }
 
 TEST(OpenStore, AcceptsSqliteUrlsAndBarePaths) {
