@@ -2,12 +2,16 @@
 
 #include <fmt/format.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 
 namespace gpuq::agent {
 
 WorkerPool::WorkerPool(store::Store &store, LeaseKeeper &keeper, WorkerPoolOptions options)
-    : store_(store), keeper_(keeper), options_(std::move(options)) {
+    : store_(store),
+      keeper_(keeper),
+      options_(std::move(options)),
+      holder_(options_.agent_id + "/cpu") {
   for (const auto &[name, route] : options_.routes) types_.push_back(name);
 }
 
@@ -37,10 +41,11 @@ void WorkerPool::Drain(Millis grace) {
   threads_.clear();
 
   lock.lock();
-  std::deque<store::Lease> unstarted = std::move(queue_);
+  std::deque<Claimed> unstarted = std::move(queue_);
   queue_.clear();
   lock.unlock();
-  for (const auto &lease : unstarted) {
+  for (const auto &[lease, active] : unstarted) {
+    keeper_.Unregister(lease.run.id);
     auto released = store_.Release(lease.run.id, lease.token);
     if (!released) {
       spdlog::warn("release failed run={} error={}", lease.run.id, released.error().message);
@@ -52,24 +57,24 @@ void WorkerPool::WorkerLoop(int index) {
   std::string worker = fmt::format("{}/cpu{}", options_.agent_id, index);
   std::string thread_name = fmt::format("gpuq-cpu{}", index).substr(0, 15);
   pthread_setname_np(pthread_self(), thread_name.c_str());
-  while (auto lease = NextLease(worker)) {
-    Execute(worker, std::move(*lease));
+  while (auto claimed = NextLease(worker)) {
+    Execute(worker, std::move(claimed->lease), std::move(claimed->active));
     std::lock_guard lock(mutex_);
     --active_;
     changed_.notify_all();
   }
 }
 
-std::optional<store::Lease> WorkerPool::NextLease(const std::string &worker) {
+std::optional<WorkerPool::Claimed> WorkerPool::NextLease(const std::string &worker) {
   std::unique_lock lock(mutex_);
   while (true) {
     // Claimed runs are started even while draining: they are ours already. Past
     // the grace they are stopped at once and released (Execute sees stop_all_).
     if (!queue_.empty()) {
-      store::Lease lease = std::move(queue_.front());
+      Claimed claimed = std::move(queue_.front());
       queue_.pop_front();
       ++active_;
-      return lease;
+      return claimed;
     }
     if (draining_) return std::nullopt;
     if (claiming_) {
@@ -78,18 +83,34 @@ std::optional<store::Lease> WorkerPool::NextLease(const std::string &worker) {
       --idle_waiting_;
       continue;
     }
-    // This worker claims for itself and every worker waiting behind it.
+    // This worker claims for itself, every worker waiting behind it, and as many again for
+    // the busy ones to take when they finish: short runs then cost a claim per 2x workers,
+    // not per idle worker. Claimed runs are registered with the lease keeper at once, so a
+    // run that waits in the queue behind long ones keeps its lease.
     claiming_ = true;
     in_claim_ = true;
-    int want = idle_waiting_ + 1;
+    int want = std::max(1, 2 * options_.workers - active_ - static_cast<int>(queue_.size()));
     lock.unlock();
     auto claimed = store_.Claim(store::ClaimRequest{
-        .worker = worker, .types = types_, .lease_ttl = options_.lease_ttl, .max_runs = want});
+        .worker = holder_, .types = types_, .lease_ttl = options_.lease_ttl, .max_runs = want});
+    std::vector<Claimed> ready;
+    if (claimed) {
+      for (auto &lease : claimed.value()) {
+        std::optional<SteadyTime> deadline;  // counted from the claim, as started_at is
+        if (lease.run.timeout_s > 0) {
+          deadline = std::chrono::steady_clock::now() + std::chrono::seconds(lease.run.timeout_s);
+        }
+        auto active = std::make_shared<ActiveRun>(lease.run.id, lease.token, deadline,
+                                                  options_.progress_interval);
+        keeper_.Register(active);
+        ready.push_back(Claimed{std::move(lease), std::move(active)});
+      }
+    }
     lock.lock();
     in_claim_ = false;
-    bool got_work = claimed && !claimed.value().empty();
+    bool got_work = !ready.empty();
     if (got_work) {
-      for (auto &lease : claimed.value()) queue_.push_back(std::move(lease));
+      for (auto &c : ready) queue_.push_back(std::move(c));
     } else {
       if (!claimed) {
         spdlog::warn("claim failed worker={} error={}", worker, claimed.error().message);
@@ -103,28 +124,40 @@ std::optional<store::Lease> WorkerPool::NextLease(const std::string &worker) {
   }
 }
 
-void WorkerPool::Execute(const std::string &worker, store::Lease lease) {
+namespace {
+
+// Creates <run_dir>/logs. Two mkdir calls in the common case (runs/ exists); the general
+// create_directories, which stats every level first, only when runs/ is missing.
+void MakeRunDirs(const std::filesystem::path &run_dir, std::error_code &ec) {
+  std::filesystem::path logs = run_dir / "logs";
+  if ((::mkdir(run_dir.c_str(), 0755) == 0 || errno == EEXIST) &&
+      (::mkdir(logs.c_str(), 0755) == 0 || errno == EEXIST)) {
+    ec.clear();
+    return;
+  }
+  std::filesystem::create_directories(logs, ec);
+}
+
+}  // namespace
+
+void WorkerPool::Execute(const std::string &worker, store::Lease lease,
+                         std::shared_ptr<ActiveRun> active) {
   const Run &run = lease.run;
   auto route = options_.routes.find(run.type);
   if (route == options_.routes.end()) {  // Claim only returns our types: a store bug
+    keeper_.Unregister(run.id);
     (void)store_.Fail(run.id, lease.token, fmt::format("no connector for task type {}", run.type),
                       false);
     return;
   }
-  std::optional<SteadyTime> deadline;
-  if (run.timeout_s > 0) {
-    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(run.timeout_s);
-  }
-  auto active =  // co-owned by the lease keeper while registered
-      std::make_shared<ActiveRun>(run.id, lease.token, deadline, options_.progress_interval);
-  keeper_.Register(active);
+  // `active` is co-owned by the lease keeper while registered (since the claim).
   if (stop_all_) active->Stop(StopReason::kDrain);
   spdlog::info("run claimed run={} type={} worker={} attempt={}", run.id, run.type, worker,
                run.attempts);
 
   std::filesystem::path run_dir = options_.data_dir / "runs" / run.id;
   std::error_code ec;
-  std::filesystem::create_directories(run_dir / "logs", ec);
+  MakeRunDirs(run_dir, ec);
   Result<connectors::Outcome> outcome =
       Error{Errc::kInternal, fmt::format("cannot create {}: {}", run_dir.string(), ec.message())};
   if (!ec) {

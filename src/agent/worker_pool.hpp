@@ -1,9 +1,12 @@
 #pragma once
 // The host's CPU worker pool: `workers` threads that claim runs of the
 // service-less task types and execute them through their connectors. Claiming
-// is batched: one idle worker claims for itself and every other idle worker in
-// one store call (max_runs = idle workers) and hands the extra leases out, so a
-// burst of short runs costs one claim write per batch. Only one worker claims
+// is batched: one idle worker claims in one store call for itself, every other
+// idle worker, and a prefetch for the busy ones (up to 2 x workers claimed or
+// running), and hands the extra leases out, so a burst of short runs costs one
+// claim write per batch. Claimed runs are registered with the lease keeper at
+// once. The pool holds its leases as one worker, "<agent_id>/cpu", whichever
+// thread runs them. Only one worker claims
 // at a time; when nothing is claimable it waits in store.WaitForWork(poll)
 // while the other idle workers wait for it. Thread-safe.
 #include <condition_variable>
@@ -54,8 +57,12 @@ class WorkerPool {
 
  private:
   void WorkerLoop(int index);
-  std::optional<store::Lease> NextLease(const std::string &worker);
-  void Execute(const std::string &worker, store::Lease lease);
+  struct Claimed {
+    store::Lease lease;
+    std::shared_ptr<ActiveRun> active;  // registered with the keeper since the claim
+  };
+  std::optional<Claimed> NextLease(const std::string &worker);
+  void Execute(const std::string &worker, store::Lease lease, std::shared_ptr<ActiveRun> active);
   void Finish(const std::string &worker, const Run &run, const ActiveRun &active,
               Result<connectors::Outcome> outcome);
 
@@ -63,10 +70,11 @@ class WorkerPool {
   LeaseKeeper &keeper_;
   const WorkerPoolOptions options_;
   std::vector<std::string> types_;
+  const std::string holder_;  // the `worker` every lease of this pool names
 
   std::mutex mutex_;
   std::condition_variable changed_;  // queue, claimer, active count or draining changed
-  std::deque<store::Lease> queue_;   // claimed for an idle worker, not yet started
+  std::deque<Claimed> queue_;        // claimed, not yet started
   bool claiming_ = false;            // a worker is inside Claim/WaitForWork
   bool in_claim_ = false;            // ... inside Claim itself: leases may be on their way
   int idle_waiting_ = 0;             // workers waiting for the claimer

@@ -1,12 +1,16 @@
-// The listener and the sessions: one coroutine per connection on its own strand, all run by
-// one io_context on N threads. Routes never see Beast: they get a Request and return a
-// Response, which this file writes (string body, streamed file, or chunked event stream).
+// The listener and the sessions: one io_context per thread, each run by its own thread; the
+// acceptor hands connections to them in turn, and a connection's coroutine stays on its
+// io_context, so nothing of a session needs a strand or a lock. Routes never see Beast: they
+// get a Request and return a Response, which this file writes (string body, streamed file, or
+// chunked event stream).
 #include "api/server.hpp"
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -14,7 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -53,14 +57,6 @@ constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 constexpr int kBlockingThreads = 32;
 
 using HttpRequest = http::request<http::string_body>;
-
-// What Stop() needs to end one connection. Co-owned by the session's coroutine frame and the
-// registry (and, briefly, by a posted close): the stream pointer is set and cleared on the
-// session's strand, where the close also runs.
-struct Live {
-  asio::any_io_executor executor;
-  beast::tcp_stream* stream = nullptr;
-};
 
 void CloseSocket(beast::tcp_stream& stream) {
   beast::error_code ec;
@@ -106,39 +102,46 @@ auto CrashOnException(const char* what) {
 
 }  // namespace
 
+// One io_context and its thread's connections. Only `io` is touched from other threads
+// (post); the rest belongs to the thread running `io`, except during Run's setup.
+struct Worker {
+  std::unordered_set<beast::tcp_stream*> sessions;  // declared before `io`: sessions whose
+                                                    // frames die with `io` unregister here
+  asio::io_context io{1};
+  // Keeps `io` running while it has no connection; reset by Stop on this worker's thread.
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+};
+
 struct Server::State {
   explicit State(ServerDeps d)
       : deps(d),
-        acceptor(asio::make_strand(io)),
+        workers(MakeFirstWorker()),
+        acceptor(workers.front()->io),
         blocking(kBlockingThreads),
         context{deps.store, deps.config, deps.connectors, blocking, stopping,
                 std::filesystem::absolute(deps.config.data_dir)},
         router(AllRoutes()) {}
 
+  static std::vector<std::unique_ptr<Worker>> MakeFirstWorker() {
+    std::vector<std::unique_ptr<Worker>> first;
+    first.push_back(std::make_unique<Worker>());
+    return first;
+  }
+
   ServerDeps deps;
-  asio::io_context io;
-  tcp::acceptor acceptor;  // used on its own strand only
+  // [0] exists from the start (it runs the acceptor); Run adds the others. Grows only under
+  // workers_mutex, before any io thread starts; read-only afterwards.
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::mutex workers_mutex;
+  tcp::acceptor acceptor;  // on workers[0]'s thread only
+  size_t next_worker = 0;  // the accept loop's round-robin position
   std::atomic<bool> stopping{false};
   asio::thread_pool blocking;
   ApiContext context;
   const Router router;
 
-  std::mutex sessions_mutex;
-  std::unordered_set<std::shared_ptr<Live>> sessions;  // guarded by sessions_mutex
-
-  bool Register(const std::shared_ptr<Live>& live) {
-    std::lock_guard lock(sessions_mutex);
-    if (stopping) return false;
-    sessions.insert(live);
-    return true;
-  }
-  void Unregister(const std::shared_ptr<Live>& live) {
-    std::lock_guard lock(sessions_mutex);
-    sessions.erase(live);
-  }
-
   asio::awaitable<void> Accept();
-  asio::awaitable<void> Session(tcp::socket socket);
+  asio::awaitable<void> Session(tcp::socket socket, Worker& worker);
   asio::awaitable<Response> Dispatch(const HttpRequest& request);
 };
 
@@ -306,21 +309,17 @@ asio::awaitable<Response> Server::State::Dispatch(const HttpRequest& message) {
   co_return ErrorResponse(500, "internal", "the server failed to handle this request");
 }
 
-asio::awaitable<void> Server::State::Session(tcp::socket socket) {
+asio::awaitable<void> Server::State::Session(tcp::socket socket, Worker& worker) {
   beast::tcp_stream stream(std::move(socket));
-  auto live = std::make_shared<Live>();
-  live->executor = stream.get_executor();
-  live->stream = &stream;
-  if (!Register(live)) co_return;
-  // Runs on this strand when the frame ends, before `stream` is destroyed.
+  // Runs on this worker's thread, as Stop's close does; a session that starts after that close
+  // sees `stopping` (set before the close was posted) and ends at once.
+  if (stopping) co_return;
+  worker.sessions.insert(&stream);
   struct Unregister {
-    State& state;
-    std::shared_ptr<Live> live;
-    ~Unregister() {
-      live->stream = nullptr;
-      state.Unregister(live);
-    }
-  } unregister{*this, live};
+    Worker& worker;
+    beast::tcp_stream* stream;
+    ~Unregister() { worker.sessions.erase(stream); }
+  } unregister{worker, &stream};
 
   const size_t max_body = deps.config.server.max_body_bytes;
   beast::flat_buffer buffer;
@@ -402,8 +401,8 @@ asio::awaitable<void> Server::State::Session(tcp::socket socket) {
 
 asio::awaitable<void> Server::State::Accept() {
   while (!stopping) {
-    auto [ec, socket] =
-        co_await acceptor.async_accept(asio::any_io_executor(asio::make_strand(io)), kNoThrow);
+    Worker& worker = *workers[next_worker++ % workers.size()];
+    auto [ec, socket] = co_await acceptor.async_accept(worker.io, kNoThrow);
     if (stopping || ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // Out of descriptors and similar: back off a little instead of spinning.
@@ -414,8 +413,7 @@ asio::awaitable<void> Server::State::Accept() {
     }
     beast::error_code opt_ec;
     socket.set_option(tcp::no_delay(true), opt_ec);
-    auto executor = socket.get_executor();
-    asio::co_spawn(executor, Session(std::move(socket)), CrashOnException("api session"));
+    asio::co_spawn(worker.io, Session(std::move(socket), worker), CrashOnException("api session"));
   }
 }
 
@@ -450,7 +448,7 @@ Result<int> Server::Listen(const std::string& host, int port) {
     if (ec) {
       // A host name: only with a token, since what it resolves to may change.
       if (!has_token) return refuse();
-      tcp::resolver resolver(state_->io);
+      tcp::resolver resolver(state_->workers.front()->io);
       auto results = resolver.resolve(name, std::to_string(port), ec);
       if (ec || results.empty()) {
         return Error{Errc::kInvalidArgument,
@@ -484,31 +482,41 @@ Result<int> Server::Listen(const std::string& host, int port) {
 
 void Server::Run(int threads) {
   State& state = *state_;
-  if (state.stopping) return;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  {
+    std::lock_guard lock(state.workers_mutex);
+    if (state.stopping) return;
+    while (state.workers.size() < static_cast<size_t>(threads)) {
+      state.workers.push_back(std::make_unique<Worker>());
+    }
+    for (auto& worker : state.workers) worker->keep_running.emplace(worker->io.get_executor());
+  }
   if (state.acceptor.is_open()) {
     asio::co_spawn(state.acceptor.get_executor(), state.Accept(), CrashOnException("api accept"));
   }
-  // io_context::run returns once nothing is left: the accept loop and every session end after
-  // Stop(), so all threads return then.
+  // Each io_context::run returns once Stop has dropped its keep_running and its last session
+  // (and any submit it waits for) has ended.
   std::vector<std::thread> extra;
-  extra.reserve(static_cast<size_t>(threads - 1));
-  for (int i = 1; i < threads; ++i) extra.emplace_back([&state] { state.io.run(); });
-  state.io.run();
+  extra.reserve(state.workers.size() - 1);
+  for (size_t i = 1; i < state.workers.size(); ++i) {
+    extra.emplace_back([&io = state.workers[i]->io] { io.run(); });
+  }
+  state.workers.front()->io.run();
   for (auto& thread : extra) thread.join();
 }
 
 void Server::Stop() {
   State& state = *state_;
+  std::lock_guard lock(state.workers_mutex);
   if (state.stopping.exchange(true)) return;
   asio::post(state.acceptor.get_executor(), [&state] {
     beast::error_code ec;
     state.acceptor.close(ec);
   });
-  std::lock_guard lock(state.sessions_mutex);
-  for (const auto& live : state.sessions) {
-    asio::post(live->executor, [live] {
-      if (live->stream != nullptr) CloseSocket(*live->stream);
+  for (auto& worker : state.workers) {
+    asio::post(worker->io, [&worker = *worker] {
+      for (beast::tcp_stream* stream : worker.sessions) CloseSocket(*stream);
+      worker.keep_running.reset();
     });
   }
 }

@@ -1,6 +1,7 @@
 // The API over real sockets: every route, every error, auth, limits, logs, SSE and files.
 #include "api/server.hpp"
 
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -430,6 +431,35 @@ TEST_F(ApiServer, KeepAliveServesManyRequestsOnOneConnection) {
   size_t count = 0;
   for (size_t pos = 0; (pos = reply.find("HTTP/1.1 200", pos)) != std::string::npos; ++pos) ++count;
   EXPECT_EQ(count, 3u);
+}
+
+TEST(ApiServerThreads, ManyConnectionsAreServedAtOnceAndStopEndsThemAll) {
+  TestServer server(ServerOptions{.threads = 4});
+  constexpr int kConnections = 12;
+  std::vector<std::unique_ptr<http::Client>> clients;
+  for (int i = 0; i < kConnections; ++i) {
+    clients.push_back(std::make_unique<http::Client>(http::Endpoint{"127.0.0.1", server.port()}));
+  }
+  std::atomic<int> ok{0};
+
+  std::vector<std::thread> threads;
+  for (auto& client : clients) {
+    threads.emplace_back([&ok, &client = *client] {
+      for (int i = 0; i < 5; ++i) {
+        auto submitted = client.Post("/submit_task", R"({"task_type": "echo"})");
+        if (!submitted || submitted.value().status != 200) return;
+        std::string id = Body(submitted.value())["task_id"];
+        auto status = client.Get("/task_status/" + id);
+        if (!status || status.value().status != 200) return;
+      }
+      ok.fetch_add(1);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+
+  EXPECT_EQ(ok.load(), kConnections);
+  EXPECT_EQ(server.RunCount(), static_cast<size_t>(kConnections * 5));
+  server.Stop();  // would hang if a worker kept one of the idle keep-alive connections open
 }
 
 // ---- logs and SSE ---------------------------------------------------------------------
