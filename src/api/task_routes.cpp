@@ -1,9 +1,9 @@
 // POST /submit_task, POST /task/submit (the notes' alias), GET /task_types.
 #include <fmt/format.h>
 
-#include "api/blocking.hpp"
 #include "api/errors.hpp"
 #include "api/routes.hpp"
+#include "api/store_async.hpp"
 #include "api/submit_validation.hpp"
 
 namespace gpuq::api {
@@ -11,23 +11,19 @@ namespace {
 
 namespace asio = boost::asio;
 
-// Queues a validated run. Submit blocks until the store's group commit, so it runs on the
-// blocking pool; the io thread serves other connections meanwhile.
+// Queues a validated run. The parent check is a point read on this io thread (like
+// /task_status); the submit itself waits for the store's group commit without parking a thread.
 asio::awaitable<Response> Enqueue(ApiContext& ctx, store::NewRun run) {
-  // A named lambda, not a temporary inside the co_await expression: GCC 12 mishandles
-  // temporaries with non-trivial captures there (double destruction).
-  auto submit = [&ctx, run = std::move(run)]() -> Result<store::Submitted> {
-    if (run.parent_run_id) {
-      auto parent = ctx.store.Get(*run.parent_run_id);
-      if (!parent) {
-        if (parent.error().code != Errc::kNotFound) return parent.error();
-        return Error{Errc::kInvalidArgument,
-                     fmt::format("parent_run_id {} is not a known run", *run.parent_run_id)};
-      }
+  if (run.parent_run_id) {
+    auto parent = ctx.store.Get(*run.parent_run_id);
+    if (!parent) {
+      if (parent.error().code != Errc::kNotFound) co_return ToHttpResponse(parent.error());
+      co_return ToHttpResponse(
+          Error{Errc::kInvalidArgument,
+                fmt::format("parent_run_id {} is not a known run", *run.parent_run_id)});
     }
-    return ctx.store.Submit(run);
-  };
-  Result<store::Submitted> submitted = co_await RunBlocking(ctx.blocking, std::move(submit));
+  }
+  Result<store::Submitted> submitted = co_await Submit(ctx.store, std::move(run));
   if (!submitted) co_return ToHttpResponse(submitted.error());
   // Ids are UUIDs: nothing to escape, so skip building a JSON object on this hot path.
   const std::string& id = submitted.value().id;

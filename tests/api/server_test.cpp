@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "api/api_fixture.hpp"
+#include "api/held_store.hpp"
 #include "api/sse_reader.hpp"
 #include "core/ids.hpp"
 #include "support/wait.hpp"
@@ -720,6 +721,36 @@ TEST_F(ListenTest, StopBeforeRunMakesRunReturn) {
 
   server.Stop();
   server.Run(2);  // returns at once
+}
+
+TEST_F(ListenTest, StopWithASubmitInFlightWaitsForTheStoreAndKeepsTheRun) {
+  config_.task_types = testing::TestTaskTypes();
+  testing::HeldSubmitStore held(*store_);
+  auto server = std::make_unique<Server>(ServerDeps{held, config_, connectors_});
+  int port = server->Listen("127.0.0.1", 0).value();
+  std::atomic<bool> run_returned{false};
+  std::thread runner([&] {
+    server->Run(2);
+    run_returned = true;
+  });
+  std::thread submitter([port] {
+    http::Client client(http::Endpoint{"127.0.0.1", port});
+    (void)client.Post("/submit_task", R"({"task_type": "echo"})");  // cut off by Stop
+  });
+  ASSERT_TRUE(gpuq::testing::WaitUntil([&] { return held.held() == 1; }));
+
+  server->Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(run_returned);  // the submit still counts as work
+  held.ReleaseSubmits();  // calls back on another thread, as a store's writer does
+  runner.join();
+  submitter.join();
+  server.reset();
+
+  store::RunFilter all;
+  auto page = store_->List(all);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page.value().runs.size(), 1u);
 }
 
 TEST_F(ListenTest, StopEndsIdleKeepAliveConnections) {
