@@ -14,6 +14,7 @@
 # (default 20000; --quick: 5000), GPUQ_BENCH_CONNECTIONS (64), GPUQ_BENCH_THREADS (wrk -t, 2),
 # GPUQ_BENCH_DURABLE_TASKS (2000), GPUQ_BENCH_BUILD_DIR (build), GPUQ_BENCH_BASELINE_DIR,
 # GPUQ_BENCH_QUEUE_AGENT (embedded: the agent inside `gpuq serve`; separate: `gpuq agent`),
+# GPUQ_BENCH_CPU_WORKERS (the agent's CPU pool for the queue run, 32),
 # GPUQ_BENCH_KEEP=1 keeps the temp folder (logs, raw wrk output).
 # Exit status: 0 when every measured gpuq target passed.
 set -uo pipefail
@@ -240,16 +241,19 @@ if ((GPUQ_OK)); then
   # ---- (a) queue: submit and drain with the agent ---------------------------------------------
   # The agent runs inside `gpuq serve` by default; GPUQ_BENCH_QUEUE_AGENT=separate runs
   # `gpuq serve --no-agent` plus one `gpuq agent` process on the same data dir.
+  # Echo runs take microseconds, so the agent's CPU pool is sized for many at once
+  # (GPUQ_BENCH_CPU_WORKERS, default 32; the daemon's own default of 4 suits real commands).
   QUEUE_AGENT=${GPUQ_BENCH_QUEUE_AGENT:-embedded}
-  QUEUE_ARGS=()
+  CPU_WORKERS=${GPUQ_BENCH_CPU_WORKERS:-32}
+  QUEUE_ARGS=(--cpu-workers "$CPU_WORKERS")
   [[ $QUEUE_AGENT == separate ]] && QUEUE_ARGS=(--no-agent)
   if want queue && start_gpuq gpuq-queue "$WORK/data-queue" "${QUEUE_ARGS[@]}"; then
     AGENT_PID=""
     if [[ $QUEUE_AGENT == separate ]]; then
-      start gpuq-agent "$GPUQ" agent --data-dir "$WORK/data-queue"
+      start gpuq-agent "$GPUQ" agent --data-dir "$WORK/data-queue" --cpu-workers "$CPU_WORKERS"
       AGENT_PID=$STARTED_PID
     fi
-    log "queue: $TASKS echo tasks on $CONNS connections, agent $QUEUE_AGENT"
+    log "queue: $TASKS echo tasks on $CONNS connections, agent $QUEUE_AGENT, $CPU_WORKERS CPU workers"
     "$DRAIN_BIN" --port "$GPUQ_PORT" --tasks "$TASKS" --connections "$CONNS" \
       >"$RESULTS/queue.json" 2>"$WORK/queue.err"
     cat "$RESULTS/queue.json" "$WORK/queue.err" | sed 's/^/   /' >&2

@@ -157,7 +157,7 @@ void WorkerPool::Execute(const std::string &worker, store::Lease lease,
 
   std::filesystem::path run_dir = options_.data_dir / "runs" / run.id;
   std::error_code ec;
-  MakeRunDirs(run_dir, ec);
+  if (route->second.connector->UsesRunDir()) MakeRunDirs(run_dir, ec);
   Result<connectors::Outcome> outcome =
       Error{Errc::kInternal, fmt::format("cannot create {}: {}", run_dir.string(), ec.message())};
   if (!ec) {

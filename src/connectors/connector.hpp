@@ -19,8 +19,8 @@ struct RunContext {
   const Run& run;
   const TaskType& task_type;
   std::filesystem::path data_dir;  // absolute
-  std::filesystem::path run_dir;   // <data_dir>/runs/<id>, exists; outputs go here
-  std::filesystem::path log_file;  // <run_dir>/logs/attempt-<n>.log, its folder exists
+  std::filesystem::path run_dir;   // <data_dir>/runs/<id>, exists if UsesRunDir(); outputs go here
+  std::filesystem::path log_file;  // <run_dir>/logs/attempt-<n>.log, its folder exists if UsesRunDir()
   std::stop_token stop;            // requested on cancel, lost lease, timeout or drain
   std::function<void(const Progress&)> report_progress;  // thread-safe, cheap, may be called often
 };
@@ -36,6 +36,10 @@ class Connector {
 
   // Checks a payload at submit time; an error here is a 422 and nothing is queued. Pure.
   virtual Result<void> Validate(const TaskType& type, const Json& payload) const = 0;
+
+  // Whether Execute touches ctx.run_dir or ctx.log_file. When false the worker creates
+  // neither: a run that writes nothing costs no inodes (echo at thousands of runs a second).
+  virtual bool UsesRunDir() const { return true; }
 
   // Runs one attempt. Blocks; returns promptly (well under a second) once `ctx.stop` is
   // requested, after stopping whatever it started. Errors: kUnavailable and kInternal are

@@ -1,8 +1,6 @@
 #include "connectors/echo/echo_connector.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <condition_variable>
 #include <mutex>
@@ -12,14 +10,6 @@ namespace gpuq::connectors {
 namespace {
 
 bool IsCount(const Json& value) { return value.is_number_integer() && value.get<long long>() >= 0; }
-
-// Appends one line with a single write(2): cheaper than an ofstream at thousands of runs/s.
-void AppendLine(const std::filesystem::path& file, const std::string& line) {
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return;  // the log is best effort; the result is what matters
-  [[maybe_unused]] ssize_t n = ::write(fd, line.data(), line.size());
-  ::close(fd);
-}
 
 // Sleeps up to `duration`; false when `stop` was requested first.
 bool SleepUnlessStopped(std::stop_token stop, Millis duration) {
@@ -49,8 +39,6 @@ Result<void> EchoConnector::Validate(const TaskType& type, const Json& payload) 
 
 Result<Outcome> EchoConnector::Execute(RunContext& ctx) {
   const Json& payload = ctx.run.payload;
-  AppendLine(ctx.log_file, fmt::format("echo run={} attempt={} payload={}\n", ctx.run.id,
-                                       ctx.run.attempts, payload.dump()));
 
   long long sleep_ms = 0;
   long long steps = 0;

@@ -13,6 +13,8 @@ class EchoConnector final : public Connector {
   // Any object; the optional keys above must have their types (sleep_ms, progress >= 0).
   Result<void> Validate(const TaskType& type, const Json& payload) const override;
   Result<Outcome> Execute(RunContext& ctx) override;
+  // Echo writes no files and no log: its runs are pure queue round trips.
+  bool UsesRunDir() const override { return false; }
 };
 
 }  // namespace gpuq::connectors

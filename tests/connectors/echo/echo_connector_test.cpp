@@ -26,15 +26,10 @@ TEST(EchoConnector, ResultIsThePayload) {
   EXPECT_TRUE(outcome.value().files.empty());
 }
 
-TEST(EchoConnector, WritesOneLineToTheLog) {
-  RunFixture fixture(Json{{"text", "hi"}}, EchoType());
+TEST(EchoConnector, NeedsNoRunDirectory) {
   EchoConnector echo;
 
-  ASSERT_TRUE(fixture.Execute(echo));
-
-  std::string log = fixture.Log();
-  EXPECT_THAT(log, HasSubstr(fixture.run().id));
-  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1);
+  EXPECT_FALSE(echo.UsesRunDir());
 }
 
 TEST(EchoConnector, FailsWithTheRequestedMessageNotRetryable) {
