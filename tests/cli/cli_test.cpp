@@ -37,9 +37,11 @@ TEST(BuildSubmitBody, LeavesPriorityToTheServerWhenNotGiven) {
 }
 
 TEST(BuildSubmitBody, RejectsBadParamsAndPayloadNamingThem) {
-  SubmitOptions no_equals{.type = "echo", .params = {"novalue"}};
-  SubmitOptions bad_json{.type = "echo", .params = {"n:={oops"}};
-  SubmitOptions not_object{.type = "echo", .payload = "[1,2]"};
+  SubmitOptions no_equals, bad_json, not_object;
+  no_equals.type = bad_json.type = not_object.type = "echo";
+  no_equals.params = {"novalue"};
+  bad_json.params = {"n:={oops"};
+  not_object.payload = "[1,2]";
 
   auto a = BuildSubmitBody(no_equals);
   auto b = BuildSubmitBody(bad_json);

@@ -885,8 +885,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
   // With glibc's default trim threshold the writer thread's arena then shrinks and regrows
   // by a few pages per statement: a madvise() and a TLB shootdown across every CPU each time,
   // which measured as a third of all CPU in claim+complete loops. Process-wide, once.
-  static std::once_flag malloc_tuned;
-  std::call_once(malloc_tuned, [] { mallopt(M_TRIM_THRESHOLD, 64 << 20); });
+  // Setting the trim threshold also freezes glibc's mmap threshold at 128 KiB, so every
+  // larger buffer became an mmap/munmap pair (hundreds a second under load): raise it too.
+  // SQLite's memory statistics take a global mutex on every allocation of every connection;
+  // nothing here reads them.
+  static std::once_flag process_tuned;
+  std::call_once(process_tuned, [] {
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);  // SQLITE_MISUSE if SQLite already started
+  });
   std::error_code ec;
   file = std::filesystem::absolute(file, ec).lexically_normal();
   if (ec) return Error{Errc::kInvalidArgument, fmt::format("bad store path: {}", ec.message())};
