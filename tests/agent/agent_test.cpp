@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "store/sqlite/sqlite_store.hpp"
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 
@@ -16,15 +17,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Alive and not a zombie waiting for whoever inherited it.
-bool Alive(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return false;
-  std::string line;
-  std::getline(stat, line);
-  auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
-}
+bool Alive(pid_t pid) { return gpuq::testing::ProcessAlive(pid); }
 
 // A task type by assignment: designated initializers that skip fields warn on GCC 12.
 TaskType MakeType(std::string name, std::string connector, std::vector<std::string> argv = {},

@@ -35,6 +35,9 @@ class ChildProcess {
   std::filesystem::path output_;
 };
 
+// True while `pid` exists and is not a zombie waiting for whoever inherited it.
+bool ProcessAlive(pid_t pid);
+
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read, close).
 int FreePort();
 

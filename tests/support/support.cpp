@@ -114,6 +114,15 @@ std::string ChildProcess::Output() const {
   return ss.str();
 }
 
+bool ProcessAlive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return false;
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');  // the state follows the command name in parentheses
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -8,6 +8,7 @@
 #include <future>
 
 #include "connectors/run_fixture.hpp"
+#include "support/child_process.hpp"
 #include "support/wait.hpp"
 
 namespace gpuq::connectors {
@@ -33,15 +34,7 @@ std::string ReadFile(const std::filesystem::path& path) {
   return out.str();
 }
 
-// Alive and not a zombie waiting for whoever inherited it.
-bool Alive(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return false;
-  std::string line;
-  std::getline(stat, line);
-  auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
-}
+bool Alive(pid_t pid) { return gpuq::testing::ProcessAlive(pid); }
 
 pid_t WaitForPidFile(const std::filesystem::path& file) {
   pid_t pid = 0;
