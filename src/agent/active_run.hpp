@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <utility>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -53,6 +54,13 @@ class ActiveRun {
     pending_progress_.reset();
     last_progress_write_ = now;
     (void)store.ReportProgress(id_, token_, progress);
+  }
+
+  // The last progress the throttle held back, if any: a run that finishes must not be left
+  // showing an earlier step ("80%" on a completed render).
+  std::optional<Progress> TakePendingProgress() {
+    std::lock_guard lock(progress_mutex_);
+    return std::exchange(pending_progress_, std::nullopt);
   }
 
   void FlushProgress(store::Store &store) {

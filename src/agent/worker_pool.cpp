@@ -180,7 +180,7 @@ void WorkerPool::Execute(const std::string &worker, store::Lease lease,
   Finish(worker, run, *active, std::move(outcome));
 }
 
-void WorkerPool::Finish(const std::string &worker, const Run &run, const ActiveRun &active,
+void WorkerPool::Finish(const std::string &worker, const Run &run, ActiveRun &active,
                         Result<connectors::Outcome> outcome) {
   const std::string &id = run.id;
   long long token = active.token();
@@ -188,6 +188,7 @@ void WorkerPool::Finish(const std::string &worker, const Run &run, const ActiveR
     spdlog::warn("{} not recorded run={} error={}", what, id, error.message);
   };
   if (outcome) {
+    if (auto last = active.TakePendingProgress()) (void)store_.ReportProgress(id, token, *last);
     // A run that finished before it noticed a stop is done: say so. With a lost
     // lease the store refuses the stale token and the run stays with its new
     // owner.

@@ -63,7 +63,7 @@ class WorkerPool {
   };
   std::optional<Claimed> NextLease(const std::string &worker);
   void Execute(const std::string &worker, store::Lease lease, std::shared_ptr<ActiveRun> active);
-  void Finish(const std::string &worker, const Run &run, const ActiveRun &active,
+  void Finish(const std::string &worker, const Run &run, ActiveRun &active,
               Result<connectors::Outcome> outcome);
 
   store::Store &store_;

@@ -166,6 +166,21 @@ TEST_F(AgentTest, ProgressReachesTheStore) {
   ASSERT_TRUE(WaitForState(id, RunState::kCancelled));
 }
 
+TEST_F(AgentTest, CompletedRunShowsItsLastProgressEvenWhenThrottled) {
+  StartAgent();
+
+  // Three reports in one throttle interval: only the first is written at once.
+  std::string id = Submit("command", Json{{"argv", {"/bin/sh", "-c",
+                                                    "echo 'GPUQ_PROGRESS 0.2 a'; "
+                                                    "echo 'GPUQ_PROGRESS 0.6 b'; "
+                                                    "echo 'GPUQ_PROGRESS 1 c'"}}});
+
+  ASSERT_TRUE(WaitForState(id, RunState::kCompleted));
+  gpuq::Run run = Get(id);
+  EXPECT_EQ(run.progress.fraction, 1.0);
+  EXPECT_EQ(run.progress.message, "c");
+}
+
 TEST_F(AgentTest, LostLeaseStopsTheWork) {
   config_.agent.cpu_workers = 1;
   config_.agent.lease_ttl = Millis(1'000);
