@@ -12,6 +12,7 @@
 
 #include "core/clock.hpp"
 #include "core/result.hpp"
+#include "core/service.hpp"
 #include "core/task_type.hpp"
 
 namespace gpuq::config {
@@ -38,6 +39,29 @@ struct AgentConfig {
   Millis drain_timeout{30'000};   // SIGTERM: how long running work may finish
 };
 
+struct SimGpuConfig {
+  int index = 0;
+  std::string name = "sim";
+  int total_mb = 24576;
+};
+
+// [gpu]: how this host's GPUs are seen and shared.
+struct GpuConfig {
+  std::string vram_backend = "auto";  // auto | nvml | nvidia-smi | sim | none
+  std::vector<SimGpuConfig> sim;      // [[gpu.sim]]: the sim backend's GPUs
+  int reserve_mb = 512;               // per GPU, never planned into
+  std::vector<int> gpus;              // GPUs this agent owns (--gpus); empty = every GPU seen
+  std::string host;                   // "<host>" in "host:0"; empty = the machine's hostname
+  Millis lock_ttl{10'000};            // GPU lock and ownership lease TTL (renewed while held)
+  Millis aging_step{30'000};          // claim aging: +1 effective priority per step waited
+  Millis memory_wait{30'000};         // after a stop: longest wait for the tracker to show it free
+  Millis health_interval{250};        // longest interval between health polls
+  std::string docker_socket = "/var/run/docker.sock";
+  std::string nvml_library = "libnvidia-ml.so.1";
+  std::string nvidia_smi = "nvidia-smi";
+  bool fake_services_die_with_agent = false;  // PR_SET_PDEATHSIG for process services (demo/tests)
+};
+
 struct Config {
   std::filesystem::path data_dir = "gpuq-data";  // absolute after Load/Finalize
   std::string log_level = "info";
@@ -45,6 +69,9 @@ struct Config {
   StoreConfig store;
   AgentConfig agent;
   std::map<std::string, TaskType> task_types;  // always holds "echo" (and "command" generic)
+  GpuConfig gpu;
+  std::map<std::string, ServiceSpec> services;  // [services.NAME]
+  std::map<int, std::string> phases;            // [phases]: number -> name (default 1..5)
   std::filesystem::path config_file;           // empty when none was given
   std::filesystem::path asset_path;            // ASSET_PATH: root for task inputs/outputs
 };

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@ struct RunContext {
   std::filesystem::path data_dir;  // absolute
   std::filesystem::path run_dir;   // <data_dir>/runs/<id>, exists if UsesRunDir(); outputs go here
   std::filesystem::path log_file;  // <run_dir>/logs/attempt-<n>.log, its folder exists if UsesRunDir()
+  std::string service_url;         // service-bound types: the instance's base URL (Acquire's base_url)
+  std::optional<int> gpu;          // service-bound types: the host GPU index it runs on
   std::stop_token stop;            // requested on cancel, lost lease, timeout or drain
   std::function<void(const Progress&)> report_progress;  // thread-safe, cheap, may be called often
 };

@@ -6,6 +6,7 @@
 // (disk or network I/O): async callers go through a blocking pool.
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,46 @@ struct Lease {
 // What a heartbeat tells the worker.
 struct LeaseStatus {
   bool cancel_requested = false;  // the worker must stop and report Cancelled
+};
+
+// A named lease: a GPU lock ("lock:<host>:<gpu>") or a GPU's ownership by one agent
+// ("owner:<host>:<gpu>"). `token` is a fencing token, unique and increasing per store.
+struct NamedLease {
+  std::string name;
+  std::string holder;
+  long long token = 0;
+  TimePoint expires_at{};
+};
+
+// An agent's record: its last heartbeat and the state it reported (GPUs, services).
+struct AgentRecord {
+  std::string id;
+  Json state = Json::object();  // agent/gpu_state's shape (see agent/gpu_state.hpp)
+  TimePoint seen_at{};
+};
+
+// A command for one agent (API -> agent): "service.start", "service.stop", "phase.prepare",
+// "release_all". The agent answers with ReplyCommand; the API waits with WaitReply.
+struct Command {
+  std::string id;  // UUIDv4
+  std::string agent;
+  std::string kind;
+  Json args = Json::object();
+  TimePoint deadline{};  // the agent skips (replies "expired") a command past it
+};
+
+// A pending run a GPU worker could take (see core/placement.hpp PickNext).
+struct PendingRun {
+  std::string id;
+  std::string type;
+  int priority = 50;
+  TimePoint created_at{};
+};
+
+// Per task type: how much pending work waits (protects the services it needs).
+struct PendingStats {
+  int runs = 0;
+  int max_priority = 0;
 };
 
 // Where a failed attempt went.
@@ -133,11 +174,75 @@ class Store {
   // `max_wait` passes. Other processes' writes are seen on the next poll.
   virtual void WaitForWork(Millis max_wait) = 0;
 
+  // --- GPU workers: pick with the pure policy, then claim that run ---
+
+  // Claimable pending runs of these types (not_before passed): the `limit` best by
+  // (priority desc, created_at, id) plus the `limit` oldest, deduplicated, so aging can
+  // promote an old low-priority run. Read-only.
+  virtual Result<std::vector<PendingRun>> PendingRuns(const std::vector<std::string>& types,
+                                                      int limit) { return NotYet(); }
+
+  // Claims that one run for `worker` on `gpu` ("host-a:0", stored in the run's `gpu`), if it
+  // is still pending and claimable; clears its waiting_reason. nullopt when someone else took
+  // it (or it was cancelled) meanwhile.
+  virtual Result<std::optional<Lease>> ClaimRun(std::string_view id, std::string_view worker,
+                                                std::string_view gpu, Millis lease_ttl) { return NotYet(); }
+
+  // Sets (or clears, with nullopt) the waiting_reason of a pending run. No-op (Ok) when the
+  // run is no longer pending.
+  virtual Result<void> SetWaitingReason(std::string_view id,
+                                        const std::optional<std::string>& reason) { return NotYet(); }
+
+  // Pending runs per task type (claimable or backing off), for the eviction policy.
+  virtual Result<std::map<std::string, PendingStats>> PendingByType() { return NotYet(); }
+
+  // --- Named leases: GPU locks and GPU ownership ---
+
+  // Takes the lease when it is free or expired (new token) or already held by `holder`
+  // (renewed, same token). kConflict naming the holder otherwise.
+  virtual Result<NamedLease> AcquireLease(std::string_view name, std::string_view holder,
+                                          Millis ttl) { return NotYet(); }
+  // Extends a held lease. kConflict when `token` no longer holds it.
+  virtual Result<void> RenewLease(std::string_view name, long long token, Millis ttl) { return NotYet(); }
+  // Gives it back. Ok when `token` no longer holds it (nothing to give).
+  virtual Result<void> ReleaseLease(std::string_view name, long long token) { return NotYet(); }
+  // Breaks the lease whoever holds it. true when there was an unexpired holder.
+  virtual Result<bool> ForceReleaseLease(std::string_view name) { return NotYet(); }
+  // The current unexpired holder, or nullopt.
+  virtual Result<std::optional<NamedLease>> GetLease(std::string_view name) { return NotYet(); }
+
+  // --- Agents ---
+
+  // Records a heartbeat with the agent's reported state (replaces the previous one).
+  virtual Result<void> PutAgent(std::string_view id, const Json& state) { return NotYet(); }
+  // Agents seen within `max_age`, by id.
+  virtual Result<std::vector<AgentRecord>> ListAgents(Millis max_age) { return NotYet(); }
+
+  // --- Command queue (API -> agent) ---
+
+  // Queues a command; returns its id. Wakes WaitForCommands in this process.
+  virtual Result<std::string> PostCommand(std::string_view agent, std::string_view kind,
+                                          const Json& args, TimePoint deadline) { return NotYet(); }
+  // Takes (removes from the queue) up to `max` commands for `agent`, oldest first; blocks up
+  // to `max_wait` when there are none (a PostCommand in this process wakes it early; other
+  // processes' are seen on the next poll).
+  virtual Result<std::vector<Command>> TakeCommands(std::string_view agent, int max,
+                                                    Millis max_wait) { return NotYet(); }
+  // Stores the reply of a taken command. Wakes WaitReply in this process.
+  virtual Result<void> ReplyCommand(std::string_view id, const Json& reply) { return NotYet(); }
+  // Waits up to `max_wait` for the reply; nullopt on timeout. The reply is removed once read.
+  virtual Result<std::optional<Json>> WaitReply(std::string_view id, Millis max_wait) { return NotYet(); }
+
   // "sqlite:///abs/path.db" or "redis://host:port/db", as /health shows it.
   virtual std::string Describe() const = 0;
 
   // Cheap liveness check of the backend (SELECT 1 / PING).
   virtual Result<void> Ping() = 0;
+
+ protected:
+  // TEMPORARY while the GPU-manager store methods land backend by backend; removed (and the
+  // methods made pure) once SqliteStore implements them all.
+  static Error NotYet() { return Error{Errc::kInternal, "not implemented by this store yet"}; }
 };
 
 // Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db" or a plain path.
