@@ -15,6 +15,7 @@ struct TaskType {
   std::string service;    // empty: runs on the host's CPU worker pool
   std::vector<std::string> argv;  // command: argv template with {{placeholders}}
   std::map<std::string, std::string> env;  // command: extra environment (values are templates)
+  std::string endpoint = "/";  // http: path POSTed on the service (template)
   int timeout_s = 3600;   // default per-run timeout
   int max_attempts = 3;   // default attempts before `failed`
   int priority = 50;      // default priority when the submit names none
