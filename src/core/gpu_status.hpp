@@ -13,6 +13,8 @@
 
 namespace gpuq {
 
+using Json = nlohmann::json;  // as in core/run.hpp
+
 struct ServiceInstanceStatus {
   ServiceState state = ServiceState::kStopped;
   int vram_mb_declared = 0;

@@ -3,6 +3,8 @@
 // which pending run a GPU worker takes next, which GPU serves a service best, which idle
 // services to stop so that it fits, and what a phase change stops and starts.
 // Pure: no I/O, no clock reads (time comes in as arguments), no logging. Thread-safe.
+#include <cstddef>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -65,7 +67,9 @@ struct Placement {
 //  - among the sets that fit, the cheapest: compare sets by (sum of pending_runs, highest
 //    priority in the set, sum of reload_time, most recent last_used) lexicographically, and
 //    prefer fewer services when those tie;
-//  - when nothing fits, kWait with a reason naming what is missing and what blocks.
+//  - when nothing fits, kWait with a reason naming what is missing and what blocks;
+//  - the service starting/ready/busy on `gpu`: kResident whatever the memory; stopping there,
+//    or `gpu` outside allowed_gpus, or need_mb > total_mb - reserve_mb: kWait.
 Placement PlanOnGpu(const GpuSnapshot& gpu, const PlacementRequest& request);
 
 // The best GPU for the request among `gpus` (filtered by allowed_gpus): a GPU where the
@@ -98,12 +102,16 @@ std::optional<std::size_t> PickNext(std::span<const Candidate> candidates,
 // A phase change on one GPU: stop every idle resident service the phase does not use
 // (busy ones stay and are reported in `kept_busy`), start the phase's services that
 // allowed_gpus lets on this GPU and that are not resident. `phase_services` are the
-// services whose `phases` contain the phase.
+// services whose `phases` contain the phase; `allowed_gpus` maps a service to its `gpus`
+// setting (a service missing from it may run on any GPU). A starting instance outside the
+// phase is kept (reported in `kept_busy`: someone started it); a stopping phase service is
+// started again.
 struct PhasePlan {
   std::vector<std::string> stop;
   std::vector<std::string> start;
   std::vector<std::string> kept_busy;
 };
-PhasePlan PlanPhase(const GpuSnapshot& gpu, std::span<const std::string> phase_services);
+PhasePlan PlanPhase(const GpuSnapshot& gpu, std::span<const std::string> phase_services,
+                    const std::map<std::string, std::vector<int>>& allowed_gpus = {});
 
 }  // namespace gpuq
