@@ -12,9 +12,10 @@ function(gpuq_library name)
   target_precompile_headers(${name} PRIVATE ${GPUQ_PCH_HEADERS})
 endfunction()
 
-# gpuq_test(NAME SOURCES ... DEPS ... [LABELS ...]): one GoogleTest binary per module.
+# gpuq_test(NAME SOURCES ... DEPS ... [LABELS ...] [PROPERTIES key value ...]): one GoogleTest
+# binary per module; PROPERTIES go to every test discovered in it.
 function(gpuq_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
@@ -27,5 +28,5 @@ function(gpuq_test name)
   if(NOT labels)
     set(labels unit)
   endif()
-  gtest_discover_tests(${name} PROPERTIES LABELS "${labels}" DISCOVERY_TIMEOUT 60)
+  gtest_discover_tests(${name} PROPERTIES LABELS "${labels}" ${ARG_PROPERTIES} DISCOVERY_TIMEOUT 60)
 endfunction()
