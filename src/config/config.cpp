@@ -1,10 +1,13 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <set>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+
+#include "config/toml_reader.hpp"
 
 namespace gpuq::config {
 
@@ -24,83 +27,13 @@ Config Defaults() {
   command.description = "Runs payload.argv (an array of strings, no shell) in the run directory.";
   command.max_attempts = 1;
   c.task_types.emplace(command.name, command);
+  c.phases = {{1, "crawl"}, {2, "analysis"}, {3, "tts"}, {4, "video"}, {5, "render"}};
   return c;
 }
 
 namespace {
 
-// Collects problems while reading one TOML document, naming each field by its dotted path.
-class Reader {
- public:
-  Reader(std::vector<Problem>* problems, fs::path base) : problems_(problems), base_(std::move(base)) {}
-
-  void Report(std::string field, std::string message) {
-    problems_->push_back({std::move(field), std::move(message)});
-  }
-
-  // Reports keys of `table` not in `known`: a typo must not silently fall back to a default.
-  void CheckKeys(const toml::table& table, const std::string& prefix,
-                 std::initializer_list<std::string_view> known) {
-    for (const auto& [key, node] : table) {
-      if (std::find(known.begin(), known.end(), key.str()) == known.end()) {
-        Report(Join(prefix, key.str()), "unknown setting");
-      }
-    }
-  }
-
-  static std::string Join(const std::string& prefix, std::string_view key) {
-    return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
-  }
-
-  void String(const toml::table& t, const std::string& prefix, std::string_view key,
-              std::string& out) {
-    if (auto* node = t.get(key)) {
-      if (auto v = node->value<std::string>()) {
-        out = *v;
-      } else {
-        Report(Join(prefix, key), "must be a string");
-      }
-    }
-  }
-
-  void Int(const toml::table& t, const std::string& prefix, std::string_view key, int& out,
-           long long min, long long max) {
-    if (auto* node = t.get(key)) {
-      auto v = node->value<int64_t>();
-      if (!node->is_integer() || !v) {
-        Report(Join(prefix, key), "must be an integer");
-      } else if (*v < min || *v > max) {
-        Report(Join(prefix, key), fmt::format("must be between {} and {}", min, max));
-      } else {
-        out = static_cast<int>(*v);
-      }
-    }
-  }
-
-  // A duration given in the unit its key names (`lease_ttl_s`, `poll_ms`).
-  void Duration(const toml::table& t, const std::string& prefix, std::string_view key,
-                Millis& out, long long unit_ms, long long min, long long max) {
-    int value = static_cast<int>(out.count() / unit_ms);
-    bool present = t.contains(key);
-    Int(t, prefix, key, value, min, max);
-    if (present) out = Millis(static_cast<long long>(value) * unit_ms);
-  }
-
-  void Path(const toml::table& t, const std::string& prefix, std::string_view key, fs::path& out) {
-    std::string text;
-    if (!t.contains(key)) return;
-    String(t, prefix, key, text);
-    if (text.empty()) return;
-    fs::path p(text);
-    out = p.is_absolute() ? p : (base_ / p).lexically_normal();
-  }
-
-  const fs::path& base() const { return base_; }
-
- private:
-  std::vector<gpuq::config::Problem>* problems_;
-  fs::path base_;
-};
+using internal::Reader;
 
 void ReadServer(Reader& r, const toml::table& t, ServerConfig& server) {
   r.CheckKeys(t, "server", {"listen", "token", "max_body_mb", "threads"});
@@ -144,54 +77,21 @@ void ReadAgent(Reader& r, const toml::table& t, AgentConfig& agent) {
   r.Duration(t, "agent", "drain_timeout_s", agent.drain_timeout, 1000, 0, 86400);
 }
 
-void ReadStringArray(Reader& r, const toml::table& t, const std::string& prefix,
-                     std::string_view key, std::vector<std::string>& out) {
-  auto* node = t.get(key);
-  if (!node) return;
-  auto* array = node->as_array();
-  if (!array) {
-    r.Report(Reader::Join(prefix, key), "must be an array of strings");
-    return;
-  }
-  out.clear();
-  for (const auto& item : *array) {
-    if (auto v = item.value<std::string>(); v && item.is_string()) {
-      out.push_back(*v);
-    } else {
-      r.Report(Reader::Join(prefix, key), "must be an array of strings");
-      return;
-    }
-  }
-}
-
 void ReadTaskType(Reader& r, const std::string& name, const toml::table& t, TaskType& type) {
   std::string prefix = "task_types." + name;
   r.CheckKeys(t, prefix,
-              {"connector", "service", "argv", "env", "timeout_s", "max_attempts", "priority",
-               "description"});
+              {"connector", "service", "endpoint", "argv", "env", "timeout_s", "max_attempts",
+               "priority", "description"});
   type.name = name;
   r.String(t, prefix, "connector", type.connector);
   r.String(t, prefix, "service", type.service);
-  ReadStringArray(r, t, prefix, "argv", type.argv);
-  // A program given as a relative path ("scripts/x.sh") is relative to the config file, like
-  // every path in it; a bare name ("echo") is looked up in PATH when it runs.
-  if (!type.argv.empty() && type.argv[0].find('/') != std::string::npos &&
-      type.argv[0].find("{{") == std::string::npos && !fs::path(type.argv[0]).is_absolute()) {
-    type.argv[0] = (r.base() / type.argv[0]).lexically_normal().string();
+  r.String(t, prefix, "endpoint", type.endpoint);
+  if (t.contains("endpoint") && !type.endpoint.starts_with("/")) {
+    r.Report(prefix + ".endpoint", "must be a path starting with '/'");
   }
-  if (auto* env = t.get("env")) {
-    if (auto* env_table = env->as_table()) {
-      for (const auto& [key, value] : *env_table) {
-        if (auto v = value.value<std::string>(); v && value.is_string()) {
-          type.env[std::string(key.str())] = *v;
-        } else {
-          r.Report(prefix + ".env." + std::string(key.str()), "must be a string");
-        }
-      }
-    } else {
-      r.Report(prefix + ".env", "must be a table of strings");
-    }
-  }
+  internal::ReadStringArray(r, t, prefix, "argv", type.argv);
+  r.ResolveProgram(type.argv);
+  internal::ReadStringTable(r, t, prefix, "env", type.env);
   r.Int(t, prefix, "timeout_s", type.timeout_s, 1, 7 * 86400);
   r.Int(t, prefix, "max_attempts", type.max_attempts, 1, 100);
   r.Int(t, prefix, "priority", type.priority, -1'000'000, 1'000'000);
@@ -248,8 +148,9 @@ std::optional<Config> ReadFile(const fs::path& file, std::vector<Problem>* probl
     return std::nullopt;
   }
   Reader r(problems, absolute.parent_path());
-  r.CheckKeys(doc, "", {"data_dir", "log_level", "asset_path", "server", "store", "agent",
-                        "task_types"});
+  r.CheckKeys(doc, "",
+              {"data_dir", "log_level", "asset_path", "server", "store", "agent", "gpu", "phases",
+               "services", "task_types"});
   r.Path(doc, "", "data_dir", config.data_dir);
   r.Path(doc, "", "asset_path", config.asset_path);
   r.String(doc, "", "log_level", config.log_level);
@@ -263,6 +164,9 @@ std::optional<Config> ReadFile(const fs::path& file, std::vector<Problem>* probl
   if (auto* t = section("server")) ReadServer(r, *t, config.server);
   if (auto* t = section("store")) ReadStore(r, *t, config.store);
   if (auto* t = section("agent")) ReadAgent(r, *t, config.agent);
+  if (auto* t = section("gpu")) internal::ReadGpu(r, *t, config.gpu);
+  if (auto* t = section("phases")) internal::ReadPhases(r, *t, config.phases);
+  if (auto* t = section("services")) internal::ReadServices(r, *t, config.services);
   if (auto* t = section("task_types")) {
     for (const auto& [key, node] : *t) {
       std::string name(key.str());
@@ -295,6 +199,29 @@ void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv get
     } else {
       config.server.host = parsed.value().first;
       config.server.port = parsed.value().second;
+    }
+  }
+  if (auto v = get("GPUQ_GPUS")) {
+    std::vector<int> gpus;
+    bool ok = true;
+    std::string_view rest = *v;
+    while (ok) {
+      auto comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      int index = 0;
+      auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), index);
+      ok = !item.empty() && ec == std::errc() && end == item.data() + item.size() && index >= 0;
+      if (ok) gpus.push_back(index);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    if (ok) {
+      config.gpu.gpus = std::move(gpus);
+    } else {
+      problems->push_back(
+          {"GPUQ_GPUS", fmt::format("'{}' is not a list of GPU indexes like 0,1", *v)});
     }
   }
   // The notes' Redis variables select a Redis store when either is set.
@@ -332,11 +259,6 @@ void Finalize(Config& config, const std::vector<std::string>& known_connectors,
                            fmt::format("unknown connector '{}' (known: {})", type.connector,
                                        fmt::join(known_connectors, ", "))});
     }
-    if (!type.service.empty()) {
-      problems->push_back({prefix + ".service",
-                           fmt::format("service '{}' is not configured (no [services] yet)",
-                                       type.service)});
-    }
     if (type.connector == "command" && name != "command" && type.argv.empty()) {
       problems->push_back({prefix + ".argv", "a command task type needs a non-empty argv"});
     }
@@ -344,6 +266,7 @@ void Finalize(Config& config, const std::vector<std::string>& known_connectors,
       problems->push_back({prefix, "'comfy' is an alias of 'comfyui'; name the type comfyui"});
     }
   }
+  internal::CheckGpuAndServices(config, problems);
 }
 
 std::string Describe(const std::vector<Problem>& problems) {

@@ -94,13 +94,20 @@ Result<Config> LoadFile(const std::filesystem::path& file, std::vector<Problem>*
 std::optional<Config> ReadFile(const std::filesystem::path& file, std::vector<Problem>* problems);
 
 // The notes' environment variables (and GPUQ_*): GPUQ_TOKEN, GPUQ_DATA_DIR, GPUQ_STORE,
-// GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH.
+// GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH, GPUQ_GPUS ("0,1": the GPUs this
+// agent owns, replacing [gpu].gpus; a malformed list is a problem named "GPUQ_GPUS").
 // `getenv` is injectable for tests.
 using GetEnv = char* (*)(const char*);
 void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv getenv = &std::getenv);
 
-// Checks cross-field rules (every task type names a connector in `known_connectors`, ...);
-// appends problems. Makes data_dir absolute and fills store.url when empty.
+// Checks cross-field rules and appends every problem, naming the field: every task type names a
+// connector in `known_connectors` and, when it names a `service`, a configured one; [gpu]'s
+// backend agrees with [[gpu.sim]] and the services; each service has what its kind needs
+// (process: argv + health_url; docker: container + health_url; both vram_mb > 0; external: url),
+// phases that [phases] names, GPUs within [gpu].gpus, ports that fit, and only the placeholders
+// {{port}} (which needs base_port), {{gpu}}, {{name}} and {{host}}. Never checks that a path
+// exists. Makes data_dir absolute, fills store.url when empty and an external service's empty
+// health_url from its url.
 void Finalize(Config& config, const std::vector<std::string>& known_connectors,
               std::vector<Problem>* problems);
 

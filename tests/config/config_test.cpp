@@ -15,7 +15,7 @@ using ::testing::Contains;
 using ::testing::Field;
 using ::testing::HasSubstr;
 
-const std::vector<std::string> kConnectors = {"echo", "command"};
+const std::vector<std::string> kConnectors = {"echo", "command", "http"};
 
 std::filesystem::path Write(const gpuq::testing::TempDir& dir, const std::string& text) {
   auto path = dir / "gpuq.toml";
