@@ -2,11 +2,13 @@
 // What every route handler reads: the server's dependencies and shared resources.
 #include <atomic>
 #include <filesystem>
+#include <optional>
 
 #include <boost/asio/thread_pool.hpp>
 
 #include "config/config.hpp"
 #include "connectors/connector.hpp"
+#include "core/clock.hpp"
 #include "store/store.hpp"
 
 namespace gpuq::api {
@@ -18,6 +20,8 @@ struct ApiContext {
   boost::asio::thread_pool& blocking;  // for calls that wait (group commit, scans)
   const std::atomic<bool>& stopping;   // set by Server::Stop()
   std::filesystem::path data_dir;      // config.data_dir made absolute
+  const Clock& clock;                  // the store's clock (lease TTLs, command deadlines)
+  std::optional<Millis> gpu_command_timeout;  // tests only: overrides every GPU command's wait
 };
 
 }  // namespace gpuq::api

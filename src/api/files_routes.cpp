@@ -1,5 +1,6 @@
 // GET /runs/{id}/logs?attempt=N[&follow=1] and GET /runs/{id}/files/{path}: files under
-// <data_dir>/runs/<id>/, never outside it.
+// <data_dir>/runs/<id>/, never outside it. GET /gpu/service/{name}/logs?gpu=N[&follow=1]: a
+// managed service's own output, <data_dir>/services/<name>/gpu<N>.log, read the same way.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,6 +84,12 @@ class LogTail {
     if (!fd_) {
       fd_ = Fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd_) return;
+    }
+    // A service restarted with a fresh log: start again from its beginning.
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) == 0 && st.st_size < offset_) {
+      offset_ = 0;
+      partial_.clear();
     }
     char buffer[kReadChunk];
     while (true) {
@@ -263,11 +270,64 @@ asio::awaitable<Response> RunFile(ApiContext& ctx, const Request&, PathParams pa
   co_return response;
 }
 
+// Follows a service's log until the client leaves or the server stops: a service has no end.
+asio::awaitable<void> FollowServiceLog(EventSink& sink, fs::path path) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  LogTail tail(std::move(path));
+  std::string events;
+  auto last_send = std::chrono::steady_clock::now();
+  while (!sink.Stopping()) {
+    events.clear();
+    tail.ReadNew(events);
+    if (events.empty() && std::chrono::steady_clock::now() - last_send > kKeepAliveEvery) {
+      events = ": keep-alive\n\n";
+    }
+    if (!events.empty()) {
+      if (!co_await sink.Send(events)) co_return;
+      last_send = std::chrono::steady_clock::now();
+    }
+    timer.expires_after(kPollInterval);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<Response> ServiceLogs(ApiContext& ctx, const Request& request, PathParams params) {
+  auto name = PercentDecode(params[0], false);
+  if (!name || !ctx.config.services.contains(*name)) {
+    co_return ToHttpResponse(
+        Error{Errc::kNotFound, fmt::format("unknown service \"{}\"", params[0].substr(0, 64))});
+  }
+  int gpu = 0;
+  if (auto text = QueryParam(request.query, "gpu"); text && !text->empty()) {
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), gpu);
+    if (ec != std::errc() || end != text->data() + text->size() || gpu < 0) {
+      co_return ToHttpResponse(
+          Invalid(fmt::format("gpu must be a GPU index (0, 1, ...), not \"{}\"", *text)));
+    }
+  }
+  fs::path file = ctx.data_dir / "services" / *name / fmt::format("gpu{}.log", gpu);
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    co_return ToHttpResponse(
+        Error{Errc::kNotFound, fmt::format("service {} has no log on GPU {} yet", *name, gpu)});
+  }
+  Response response;
+  if (WantsFollow(request.query)) {
+    response.content_type = "text/event-stream";
+    response.events = [file](EventSink& sink) { return FollowServiceLog(sink, file); };
+    co_return response;
+  }
+  response.content_type = "text/plain; charset=utf-8";
+  response.file = std::move(file);
+  co_return response;
+}
+
 }  // namespace
 
 void AddFileRoutes(Router& router) {
   router.Add(Method::kGet, "/runs/{id}/logs", &Logs);
   router.Add(Method::kGet, "/runs/{id}/files/{path*}", &RunFile);
+  router.Add(Method::kGet, "/gpu/service/{name}/logs", &ServiceLogs);
 }
 
 }  // namespace gpuq::api

@@ -1,4 +1,6 @@
 // GET /health (open even with a token) and GET /openapi.json.
+#include <utility>
+
 #include "api/blocking.hpp"
 #include "api/routes.hpp"
 
@@ -11,17 +13,38 @@ namespace {
 
 namespace asio = boost::asio;
 
+// {"ok", "free_mb"}: ok when at least one live agent reports its GPUs and every report is ok
+// (always, with no GPU services configured); free_mb sums the reported GPUs' free memory, null
+// when nothing reports (0 with no GPU services configured).
+Json GpuHealth(const ApiContext& ctx, const Result<std::vector<AgentGpuReport>>& reports) {
+  const bool gpu_services = !ctx.config.services.empty();
+  const bool any = reports && !reports.value().empty();
+  long long free_mb = 0;
+  bool all_ok = true;
+  if (reports) {
+    for (const auto& report : reports.value()) {
+      all_ok = all_ok && report.ok;
+      for (const auto& gpu : report.gpus) free_mb += gpu.free_mb;
+    }
+  }
+  if (!gpu_services) return {{"ok", true}, {"free_mb", free_mb}};
+  return {{"ok", any && all_ok}, {"free_mb", any ? Json(free_mb) : Json(nullptr)}};
+}
+
 asio::awaitable<Response> Health(ApiContext& ctx, const Request&, PathParams) {
-  // A Redis PING may wait on the network: off the io thread.
-  auto ping = co_await RunBlocking(ctx.blocking, [&ctx] { return ctx.store.Ping(); });
+  // A Redis PING may wait on the network: off the io thread, with the agents' reports.
+  auto [ping, reports] = co_await RunBlocking(
+      ctx.blocking, [&ctx] { return std::make_pair(ctx.store.Ping(), LiveGpuReports(ctx.store)); });
   const bool ok = static_cast<bool>(ping);
+  Json gpu = GpuHealth(ctx, reports);
+  const bool gpu_ok = gpu["ok"].get<bool>();
   std::string store = ctx.store.Describe();
   Json body = {
-      {"status", ok ? "healthy" : "degraded"},
+      {"status", ok && gpu_ok ? "healthy" : "degraded"},
       {"version", GPUQ_VERSION},
       {"store", store},
       {"store_ok", ok},
-      {"gpu", {{"ok", false}, {"free_mb", nullptr}}},
+      {"gpu", std::move(gpu)},
   };
   if (store.rfind("redis://", 0) == 0) body["redis"] = ok;
   if (!ok) body["store_error"] = ping.error().message;

@@ -14,6 +14,7 @@ Router AllRoutes() {
   AddRunRoutes(router);
   AddFileRoutes(router);
   AddMetaRoutes(router);
+  AddGpuRoutes(router);
   return router;
 }
 

@@ -4,10 +4,12 @@
 // RunBlocking(ctx.blocking, ...).
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/context.hpp"
 #include "api/message.hpp"
 #include "api/router.hpp"
+#include "core/gpu_status.hpp"
 #include "core/result.hpp"
 #include "core/run.hpp"
 
@@ -15,8 +17,17 @@ namespace gpuq::api {
 
 void AddTaskRoutes(Router& router);  // task_routes.cpp: submit, alias, task types
 void AddRunRoutes(Router& router);   // run_routes.cpp: status, list, children, cancel, retry
-void AddFileRoutes(Router& router);  // files_routes.cpp: logs (plain and SSE), run files
+void AddFileRoutes(Router& router);  // files_routes.cpp: run logs, run files, service logs
 void AddMetaRoutes(Router& router);  // meta_routes.cpp: health, openapi.json
+void AddGpuRoutes(Router& router);   // gpu_routes.cpp: /gpu/status, phases, services, locks
+
+// An agent counts as live when it heartbeated within this (it does so every ~2 s).
+inline constexpr Millis kAgentMaxAge{10'000};
+
+// The GPU reports of live agents (store.ListAgents(kAgentMaxAge)), each report's `agent` set to
+// the id it heartbeats under; records whose state is not an AgentGpuReport (CPU-only agents)
+// are skipped. Locks are left as reported. Blocks: call it on the blocking pool.
+Result<std::vector<AgentGpuReport>> LiveGpuReports(store::Store& store);
 
 // Every route, as the server uses them.
 Router AllRoutes();

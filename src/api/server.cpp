@@ -118,8 +118,14 @@ struct Server::State {
         workers(MakeFirstWorker()),
         acceptor(workers.front()->io),
         blocking(kBlockingThreads),
-        context{deps.store, deps.config, deps.connectors, blocking, stopping,
-                std::filesystem::absolute(deps.config.data_dir)},
+        context{deps.store,
+                deps.config,
+                deps.connectors,
+                blocking,
+                stopping,
+                std::filesystem::absolute(deps.config.data_dir),
+                deps.clock ? *deps.clock : system_clock,
+                deps.gpu_command_timeout},
         router(AllRoutes()) {}
 
   static std::vector<std::unique_ptr<Worker>> MakeFirstWorker() {
@@ -129,6 +135,7 @@ struct Server::State {
   }
 
   ServerDeps deps;
+  SystemClock system_clock;  // when deps.clock is null; declared before `context`
   // [0] exists from the start (it runs the acceptor); Run adds the others. Grows only under
   // workers_mutex, before any io thread starts; read-only afterwards.
   std::vector<std::unique_ptr<Worker>> workers;

@@ -1,9 +1,11 @@
 #pragma once
 // The HTTP API: the notes' contract plus runs, logs, files, task types. Beast lives in .cpp files.
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
+#include "core/clock.hpp"
 #include "connectors/connector.hpp"
 #include "core/result.hpp"
 #include "store/store.hpp"
@@ -15,6 +17,12 @@ struct ServerDeps {
   store::Store& store;
   const config::Config& config;  // task types, data_dir, server section (token, body limit)
   const connectors::ConnectorRegistry& connectors;  // payload validation at submit
+  // The store's clock: GPU lock TTLs and command deadlines are in its time. Null: the system
+  // clock.
+  const Clock* clock = nullptr;
+  // Tests: how long a GPU command (/gpu/service/..., prepare-phase, release-all) waits for the
+  // agent's reply, instead of the defaults (300 s, 120 s for a stop).
+  std::optional<Millis> gpu_command_timeout;
 };
 
 class Server {

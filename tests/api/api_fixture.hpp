@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -25,6 +27,10 @@ struct ServerOptions {
   std::string token;
   std::size_t max_body_bytes = 4096;
   int threads = 2;
+  std::map<std::string, ServiceSpec> services;  // config.services (none by default)
+  std::map<int, std::string> phases = {
+      {1, "crawl"}, {2, "analysis"}, {3, "tts"}, {4, "video"}, {5, "render"}};
+  std::optional<Millis> gpu_command_timeout;  // the server's test hook for GPU command waits
 };
 
 class TestServer {
@@ -35,10 +41,13 @@ class TestServer {
     config_.server.token = options.token;
     config_.server.max_body_bytes = options.max_body_bytes;
     config_.task_types = TestTaskTypes();
+    config_.services = options.services;
+    config_.phases = options.phases;
     auto store = store::SqliteStore::Open(config_.data_dir / "gpuq.db", clock_);
     if (!store) throw std::runtime_error(store.error().message);
     store_ = std::move(store.value());
-    server_ = std::make_unique<Server>(ServerDeps{*store_, config_, connectors_});
+    server_ = std::make_unique<Server>(
+        ServerDeps{*store_, config_, connectors_, &clock_, options.gpu_command_timeout});
     auto port = server_->Listen("127.0.0.1", 0);
     if (!port) throw std::runtime_error(port.error().message);
     port_ = port.value();
