@@ -11,6 +11,10 @@ PACKAGES = cmake ninja-build g++ ccache pkg-config \
   libboost1.81-dev libboost-url1.81-dev libsqlite3-dev libhiredis-dev nlohmann-json3-dev \
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libgtest-dev libgmock-dev \
   libbenchmark-dev
+# The container engine of the docker tests (podman serving the Docker API, a busybox image made
+# locally; tests/support/docker_engine.sh). Installed without recommends: podman's would bring
+# dbus-user-session and with it systemd.
+ENGINE_PACKAGES = podman runc conmon containernetworking-plugins busybox-static curl
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -24,6 +28,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@missing=$$(for p in $(ENGINE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 $(BUILD)/build.ninja: | deps
