@@ -150,8 +150,8 @@ class DockerClient {
   // CPU core in podman 4.3 while it blocks.
   Result<ContainerInfo> WaitExited(std::string_view name_or_id, std::chrono::milliseconds deadline,
                                    std::chrono::milliseconds poll = std::chrono::milliseconds(50));
-  // GET /containers/json: names or ids of containers carrying every label given as "key" or
-  // "key=value"; `all` includes stopped ones.
+  // GET /containers/json: the containers carrying every label given as "key" or "key=value"
+  // (`all`: stopped ones too). Filled: id, name, image, status, running, labels.
   Result<std::vector<ContainerInfo>> List(const std::vector<std::string>& labels, bool all = true);
 
  private:

@@ -16,9 +16,10 @@
 namespace gpuq::gpu {
 namespace {
 
-// Engine errors other than "no such container" are not worth retrying within one Stop.
-constexpr Millis kStopSettle{30'000};  // after stop/kill returned: until inspect agrees
-constexpr Millis kPoll{50};            // inspect interval while waiting for the exit
+// Stop and kill return when the engine sent the signal or saw the exit; inspect may lag behind
+// (podman's cleanup), so the wait for "not running" gets its own deadline on top of the grace.
+constexpr Millis kStopSettle{30'000};
+constexpr Millis kPoll{50};  // inspect interval while waiting for the exit
 
 // Every host pid below `root`: /proc/<pid>/task/<tid>/children lists each thread's children.
 // A serving container's GPU memory is usually held by a worker, not its first process.
