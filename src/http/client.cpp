@@ -7,8 +7,12 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <mutex>
 
 namespace gpuq::http {
 
@@ -25,22 +29,63 @@ struct Client::State {
   beast::flat_buffer buffer;
   std::map<std::string, std::string> headers;
 
+  // Abort() from another thread: it may shut down `active_fd` only while holding the mutex, and
+  // the socket is closed only after active_fd was cleared under it, so a descriptor number that
+  // was closed and reused elsewhere is never shut down.
+  std::atomic<bool> aborted{false};
+  std::mutex abort_mutex;
+  int active_fd = -1;
+
   std::string Where() const { return fmt::format("{}:{}", endpoint.host, endpoint.port); }
 
-  Result<void> Connect() {
+  Error Aborted() const {
+    return Error{Errc::kUnavailable, fmt::format("request to {} aborted", Where())};
+  }
+
+  // false when Abort() came first: the caller must not use the socket.
+  bool Track(int fd) {
+    std::lock_guard lock(abort_mutex);
+    if (aborted) return false;
+    active_fd = fd;
+    return true;
+  }
+
+  void ResetStream() {
+    {
+      std::lock_guard lock(abort_mutex);
+      active_fd = -1;
+    }
     stream.reset();
+  }
+
+  Result<void> Connect() {
+    ResetStream();
     buffer.clear();
+    if (aborted) return Aborted();
     tcp::resolver resolver(io);
     beast::error_code ec;
     auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port), ec);
     if (ec) return Error{Errc::kUnavailable, fmt::format("resolve {}: {}", Where(), ec.message())};
     stream.emplace(io);
-    stream->socket().open(tcp::v4(), ec);
-    stream->socket().close(ec);
-    // Synchronous connect: the deadline comes from the socket's own timeout handling.
-    asio::connect(stream->socket(), results, ec);
-    if (ec) {
-      stream.reset();
+    // Synchronous connect, one address at a time, each socket tracked first so that Abort()
+    // can shut down a connect in progress too.
+    ec = asio::error::host_not_found;
+    for (const auto& entry : results) {
+      auto& socket = stream->socket();
+      beast::error_code ignored;
+      socket.close(ignored);
+      socket.open(entry.endpoint().protocol(), ec);
+      if (ec) continue;
+      if (!Track(socket.native_handle())) {
+        ResetStream();
+        return Aborted();
+      }
+      socket.connect(entry.endpoint(), ec);
+      if (!ec) break;
+    }
+    if (ec || aborted) {
+      ResetStream();
+      if (aborted) return Aborted();
       return Error{Errc::kUnavailable,
                    fmt::format("cannot reach gpuq server at {}: {}", Where(), ec.message())};
     }
@@ -80,7 +125,8 @@ struct Client::State {
   }
 
   Error IoError(const char* what, const beast::error_code& ec) {
-    stream.reset();
+    ResetStream();
+    if (aborted) return Aborted();
     bool timed_out = ec == asio::error::would_block || ec == asio::error::try_again ||
                      ec == asio::error::timed_out || ec == beast::error::timeout;
     return Error{timed_out ? Errc::kTimeout : Errc::kUnavailable,
@@ -135,6 +181,25 @@ Result<Endpoint> ParseServerUrl(std::string_view url) {
   return ep;
 }
 
+Result<UrlTarget> ParseHttpUrl(std::string_view url) {
+  std::string_view rest = url;
+  if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else if (rest.find("://") != std::string_view::npos) {
+    return Error{Errc::kInvalidArgument, fmt::format("not an http:// url: '{}'", url)};
+  }
+  auto slash = rest.find_first_of("/?");
+  UrlTarget out;
+  BOOST_OUTCOME_TRY(out.endpoint, ParseServerUrl(rest.substr(0, slash)));
+  if (slash == std::string_view::npos) {
+    out.target = "/";
+  } else {
+    out.target = std::string(rest.substr(slash));
+    if (out.target.front() == '?') out.target.insert(0, "/");
+  }
+  return out;
+}
+
 Client::Client(Endpoint endpoint, std::chrono::milliseconds timeout)
     : state_(std::make_unique<State>()) {
   state_->endpoint = std::move(endpoint);
@@ -142,6 +207,15 @@ Client::Client(Endpoint endpoint, std::chrono::milliseconds timeout)
 }
 
 Client::~Client() = default;
+
+void Client::Abort() {
+  auto& s = *state_;
+  std::lock_guard lock(s.abort_mutex);
+  s.aborted = true;
+  // shutdown(), not close(): the descriptor stays owned by the requesting thread, and a blocked
+  // connect, send or recv on it returns at once.
+  if (s.active_fd >= 0) ::shutdown(s.active_fd, SHUT_RDWR);
+}
 
 void Client::SetHeader(std::string name, std::string value) {
   state_->headers[std::move(name)] = std::move(value);
@@ -154,6 +228,7 @@ Result<Response> Client::Request(std::string_view method, std::string_view targe
   auto req = s.MakeRequest(method, target, body, content_type, headers);
   // A kept-alive connection may have been closed by the server: retry once on a fresh one.
   for (int attempt = 0; attempt < 2; ++attempt) {
+    if (s.aborted) return s.Aborted();
     bool reused = s.stream.has_value();
     if (!reused) {
       BOOST_OUTCOME_TRY(s.Connect());
@@ -162,7 +237,7 @@ Result<Response> Client::Request(std::string_view method, std::string_view targe
     bhttp::write(s.stream->socket(), req, ec);
     if (ec) {
       if (reused) {
-        s.stream.reset();
+        s.ResetStream();
         continue;
       }
       return s.IoError("send to", ec);
@@ -173,7 +248,7 @@ Result<Response> Client::Request(std::string_view method, std::string_view targe
     if (ec) {
       if (reused && (ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
                      ec == asio::error::eof)) {
-        s.stream.reset();
+        s.ResetStream();
         continue;
       }
       return s.IoError("read from", ec);
@@ -183,7 +258,7 @@ Result<Response> Client::Request(std::string_view method, std::string_view targe
     out.status = static_cast<int>(msg.result_int());
     CopyHeaders(msg, out);
     out.body = std::move(msg.body());
-    if (!msg.keep_alive()) s.stream.reset();
+    if (!msg.keep_alive()) s.ResetStream();
     return out;
   }
   return Error{Errc::kUnavailable, fmt::format("connection to {} closed", s.Where())};
@@ -194,7 +269,6 @@ Result<Response> Client::Stream(std::string_view target,
                                                          std::string_view data)>& on_data) {
   auto& s = *state_;
   // A stream gets a connection of its own and no read deadline: events may be minutes apart.
-  s.stream.reset();
   BOOST_OUTCOME_TRY(s.Connect());
   timeval none{};
   ::setsockopt(s.stream->socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
@@ -255,7 +329,8 @@ Result<Response> Client::Stream(std::string_view target,
     }
     pending.erase(0, start);
   }
-  s.stream.reset();  // a stream's connection is never reused
+  s.ResetStream();  // a stream's connection is never reused
+  if (s.aborted) return s.Aborted();
   return out;
 }
 

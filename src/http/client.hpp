@@ -1,7 +1,7 @@
 #pragma once
-// A small blocking HTTP/1.1 client for the CLI, tests and benchmarks. Beast stays in client.cpp.
-// Not thread-safe: one HttpClient per thread. Keeps one connection alive and reconnects
-// when the server closed it.
+// A small blocking HTTP/1.1 client for the CLI, connectors, health checks, tests and benchmarks.
+// Beast stays in client.cpp. Not thread-safe: one Client per thread, except Abort(). Keeps one
+// connection alive and reconnects when the server closed it.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -26,6 +26,14 @@ struct Endpoint {
 
 // "http://host:port" (or "host:port") -> Endpoint. kInvalidArgument otherwise.
 Result<Endpoint> ParseServerUrl(std::string_view url);
+
+// "http://host:port/path?query" -> the endpoint and the request target ("/path?query", "/" when
+// the URL has no path). kInvalidArgument for another scheme or a bad authority.
+struct UrlTarget {
+  Endpoint endpoint;
+  std::string target;
+};
+Result<UrlTarget> ParseHttpUrl(std::string_view url);
 
 class Client {
  public:
@@ -54,6 +62,12 @@ class Client {
   Result<Response> Stream(
       std::string_view target,
       const std::function<bool(std::string_view event, std::string_view data)>& on_event);
+
+  // Thread-safe; callable from any thread (a std::stop_callback) while another thread is inside
+  // Request() or Stream(). Shuts the connection down, so a blocked connect, send or receive
+  // returns at once, and makes this call and every later one fail with kUnavailable "aborted".
+  // Abort is final: use a new Client afterwards.
+  void Abort();
 
  private:
   struct State;
