@@ -68,6 +68,13 @@ class ServiceRuntime {
   virtual std::string Container() const { return {}; }
 };
 
+// process: Start() from a thread that lives as long as the instance should when
+// die_with_parent is set: PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the
+// process. Start() while running and Stop() while stopped do nothing. Adopt() takes the pid
+// file's pid when it is alive and its own process-group leader; an adopted instance is watched
+// through /proc (not waitpid: it is not our child). When the leader exits, whatever is left of
+// its group is SIGKILLed; Stop() returns once the group is empty. The pid file is removed once
+// the instance is gone. The destructor leaves a running instance running.
 std::unique_ptr<ServiceRuntime> MakeProcessRuntime(InstanceSpec spec);
 // `docker` outlives the runtime.
 std::unique_ptr<ServiceRuntime> MakeDockerRuntime(InstanceSpec spec, http::DockerClient& docker);
