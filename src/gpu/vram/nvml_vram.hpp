@@ -30,9 +30,9 @@ class NvmlVram final : public VramBackend {
   // kUnavailable "NVML: GPU <i>: <reason>" when a device cannot be read (e.g. GPU is lost).
   Result<std::vector<GpuMemory>> Query() override;
 
+ private:
   struct Api;  // the resolved function pointers; defined in the .cpp
 
- private:
   NvmlVram(void* handle, std::unique_ptr<Api> api);
 
   std::mutex mutex_;
