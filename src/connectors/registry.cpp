@@ -1,6 +1,7 @@
 #include "connectors/command/command_connector.hpp"
 #include "connectors/connector.hpp"
 #include "connectors/echo/echo_connector.hpp"
+#include "connectors/http/http_connector.hpp"
 
 namespace gpuq::connectors {
 
@@ -24,6 +25,7 @@ ConnectorRegistry BuiltinConnectors() {
   ConnectorRegistry registry;
   registry.Add("echo", std::make_unique<EchoConnector>());
   registry.Add("command", std::make_unique<CommandConnector>());
+  registry.Add("http", std::make_unique<HttpConnector>());
   return registry;
 }
 

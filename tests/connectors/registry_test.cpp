@@ -8,12 +8,13 @@ namespace {
 
 using ::testing::ElementsAre;
 
-TEST(ConnectorRegistry, BuiltinsHaveEchoAndCommand) {
+TEST(ConnectorRegistry, BuiltinsHaveEchoCommandAndHttp) {
   ConnectorRegistry registry = BuiltinConnectors();
 
-  EXPECT_THAT(registry.Names(), ElementsAre("command", "echo"));
+  EXPECT_THAT(registry.Names(), ElementsAre("command", "echo", "http"));
   EXPECT_NE(registry.Find("echo"), nullptr);
   EXPECT_NE(registry.Find("command"), nullptr);
+  EXPECT_NE(registry.Find("http"), nullptr);
   EXPECT_EQ(registry.Find("comfyui"), nullptr);
 }
 
