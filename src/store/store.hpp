@@ -1,5 +1,5 @@
 #pragma once
-// The Store: queue + runs + leases (+ later GPU locks, events, agents) behind one interface.
+// The Store: queue + runs + leases, GPU locks, agents and commands behind one interface.
 // Backends: SqliteStore (sqlite/, one WAL file, one host) and, later, RedisStore.
 //
 // Thread-safety: every method may be called from any thread concurrently. Methods block
@@ -180,69 +180,65 @@ class Store {
   // (priority desc, created_at, id) plus the `limit` oldest, deduplicated, so aging can
   // promote an old low-priority run. Read-only.
   virtual Result<std::vector<PendingRun>> PendingRuns(const std::vector<std::string>& types,
-                                                      int limit) { return NotYet(); }
+                                                      int limit) = 0;
 
   // Claims that one run for `worker` on `gpu` ("host-a:0", stored in the run's `gpu`), if it
   // is still pending and claimable; clears its waiting_reason. nullopt when someone else took
-  // it (or it was cancelled) meanwhile.
+  // it (or it was cancelled) meanwhile; kNotFound for an unknown id. Atomic like Claim.
   virtual Result<std::optional<Lease>> ClaimRun(std::string_view id, std::string_view worker,
-                                                std::string_view gpu, Millis lease_ttl) { return NotYet(); }
+                                                std::string_view gpu, Millis lease_ttl) = 0;
 
   // Sets (or clears, with nullopt) the waiting_reason of a pending run. No-op (Ok) when the
   // run is no longer pending.
   virtual Result<void> SetWaitingReason(std::string_view id,
-                                        const std::optional<std::string>& reason) { return NotYet(); }
+                                        const std::optional<std::string>& reason) = 0;
 
   // Pending runs per task type (claimable or backing off), for the eviction policy.
-  virtual Result<std::map<std::string, PendingStats>> PendingByType() { return NotYet(); }
+  virtual Result<std::map<std::string, PendingStats>> PendingByType() = 0;
 
   // --- Named leases: GPU locks and GPU ownership ---
 
   // Takes the lease when it is free or expired (new token) or already held by `holder`
   // (renewed, same token). kConflict naming the holder otherwise.
   virtual Result<NamedLease> AcquireLease(std::string_view name, std::string_view holder,
-                                          Millis ttl) { return NotYet(); }
-  // Extends a held lease. kConflict when `token` no longer holds it.
-  virtual Result<void> RenewLease(std::string_view name, long long token, Millis ttl) { return NotYet(); }
+                                          Millis ttl) = 0;
+  // Extends a held lease. kConflict when `token` no longer holds it (released, broken, or
+  // expired: an expired lease is free even before someone else takes it).
+  virtual Result<void> RenewLease(std::string_view name, long long token, Millis ttl) = 0;
   // Gives it back. Ok when `token` no longer holds it (nothing to give).
-  virtual Result<void> ReleaseLease(std::string_view name, long long token) { return NotYet(); }
+  virtual Result<void> ReleaseLease(std::string_view name, long long token) = 0;
   // Breaks the lease whoever holds it. true when there was an unexpired holder.
-  virtual Result<bool> ForceReleaseLease(std::string_view name) { return NotYet(); }
+  virtual Result<bool> ForceReleaseLease(std::string_view name) = 0;
   // The current unexpired holder, or nullopt.
-  virtual Result<std::optional<NamedLease>> GetLease(std::string_view name) { return NotYet(); }
+  virtual Result<std::optional<NamedLease>> GetLease(std::string_view name) = 0;
 
   // --- Agents ---
 
   // Records a heartbeat with the agent's reported state (replaces the previous one).
-  virtual Result<void> PutAgent(std::string_view id, const Json& state) { return NotYet(); }
+  virtual Result<void> PutAgent(std::string_view id, const Json& state) = 0;
   // Agents seen within `max_age`, by id.
-  virtual Result<std::vector<AgentRecord>> ListAgents(Millis max_age) { return NotYet(); }
+  virtual Result<std::vector<AgentRecord>> ListAgents(Millis max_age) = 0;
 
   // --- Command queue (API -> agent) ---
 
   // Queues a command; returns its id. Wakes WaitForCommands in this process.
   virtual Result<std::string> PostCommand(std::string_view agent, std::string_view kind,
-                                          const Json& args, TimePoint deadline) { return NotYet(); }
+                                          const Json& args, TimePoint deadline) = 0;
   // Takes (removes from the queue) up to `max` commands for `agent`, oldest first; blocks up
   // to `max_wait` when there are none (a PostCommand in this process wakes it early; other
   // processes' are seen on the next poll).
   virtual Result<std::vector<Command>> TakeCommands(std::string_view agent, int max,
-                                                    Millis max_wait) { return NotYet(); }
+                                                    Millis max_wait) = 0;
   // Stores the reply of a taken command. Wakes WaitReply in this process.
-  virtual Result<void> ReplyCommand(std::string_view id, const Json& reply) { return NotYet(); }
+  virtual Result<void> ReplyCommand(std::string_view id, const Json& reply) = 0;
   // Waits up to `max_wait` for the reply; nullopt on timeout. The reply is removed once read.
-  virtual Result<std::optional<Json>> WaitReply(std::string_view id, Millis max_wait) { return NotYet(); }
+  virtual Result<std::optional<Json>> WaitReply(std::string_view id, Millis max_wait) = 0;
 
   // "sqlite:///abs/path.db" or "redis://host:port/db", as /health shows it.
   virtual std::string Describe() const = 0;
 
   // Cheap liveness check of the backend (SELECT 1 / PING).
   virtual Result<void> Ping() = 0;
-
- protected:
-  // TEMPORARY while the GPU-manager store methods land backend by backend; removed (and the
-  // methods made pure) once SqliteStore implements them all.
-  static Error NotYet() { return Error{Errc::kInternal, "not implemented by this store yet"}; }
 };
 
 // Opens a store from a URL: "sqlite:///abs/path.db", "sqlite://relative.db" or a plain path.

@@ -79,6 +79,57 @@ class HeldSubmitStore final : public store::Store {
     return inner_.PurgeFinishedBefore(cutoff);
   }
   void WaitForWork(Millis max_wait) override { inner_.WaitForWork(max_wait); }
+  Result<std::vector<store::PendingRun>> PendingRuns(const std::vector<std::string>& types,
+                                                     int limit) override {
+    return inner_.PendingRuns(types, limit);
+  }
+  Result<std::optional<store::Lease>> ClaimRun(std::string_view id, std::string_view worker,
+                                               std::string_view gpu, Millis lease_ttl) override {
+    return inner_.ClaimRun(id, worker, gpu, lease_ttl);
+  }
+  Result<void> SetWaitingReason(std::string_view id,
+                                const std::optional<std::string>& reason) override {
+    return inner_.SetWaitingReason(id, reason);
+  }
+  Result<std::map<std::string, store::PendingStats>> PendingByType() override {
+    return inner_.PendingByType();
+  }
+  Result<store::NamedLease> AcquireLease(std::string_view name, std::string_view holder,
+                                         Millis ttl) override {
+    return inner_.AcquireLease(name, holder, ttl);
+  }
+  Result<void> RenewLease(std::string_view name, long long token, Millis ttl) override {
+    return inner_.RenewLease(name, token, ttl);
+  }
+  Result<void> ReleaseLease(std::string_view name, long long token) override {
+    return inner_.ReleaseLease(name, token);
+  }
+  Result<bool> ForceReleaseLease(std::string_view name) override {
+    return inner_.ForceReleaseLease(name);
+  }
+  Result<std::optional<store::NamedLease>> GetLease(std::string_view name) override {
+    return inner_.GetLease(name);
+  }
+  Result<void> PutAgent(std::string_view id, const Json& state) override {
+    return inner_.PutAgent(id, state);
+  }
+  Result<std::vector<store::AgentRecord>> ListAgents(Millis max_age) override {
+    return inner_.ListAgents(max_age);
+  }
+  Result<std::string> PostCommand(std::string_view agent, std::string_view kind, const Json& args,
+                                  TimePoint deadline) override {
+    return inner_.PostCommand(agent, kind, args, deadline);
+  }
+  Result<std::vector<store::Command>> TakeCommands(std::string_view agent, int max,
+                                                   Millis max_wait) override {
+    return inner_.TakeCommands(agent, max, max_wait);
+  }
+  Result<void> ReplyCommand(std::string_view id, const Json& reply) override {
+    return inner_.ReplyCommand(id, reply);
+  }
+  Result<std::optional<Json>> WaitReply(std::string_view id, Millis max_wait) override {
+    return inner_.WaitReply(id, max_wait);
+  }
   std::string Describe() const override { return inner_.Describe(); }
   Result<void> Ping() override { return inner_.Ping(); }
 

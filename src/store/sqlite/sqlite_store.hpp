@@ -55,11 +55,38 @@ class SqliteStore final : public Store {
   // Returns at once when this process committed claimable work since this thread's last
   // Claim or WaitForWork, so a submit between an empty claim and the wait is not missed.
   void WaitForWork(Millis max_wait) override;
+
+  // GPU workers, named leases, agents and commands (sqlite_gpu.cpp). A named lease is held
+  // while its expires_at is not before the store clock's now; an expired one cannot be renewed.
+  // TakeCommands and WaitReply poll the file every 50 ms for other processes' writes.
+  Result<std::vector<PendingRun>> PendingRuns(const std::vector<std::string>& types,
+                                              int limit) override;
+  Result<std::optional<Lease>> ClaimRun(std::string_view id, std::string_view worker,
+                                        std::string_view gpu, Millis lease_ttl) override;
+  Result<void> SetWaitingReason(std::string_view id,
+                                const std::optional<std::string>& reason) override;
+  Result<std::map<std::string, PendingStats>> PendingByType() override;
+  Result<NamedLease> AcquireLease(std::string_view name, std::string_view holder,
+                                  Millis ttl) override;
+  Result<void> RenewLease(std::string_view name, long long token, Millis ttl) override;
+  Result<void> ReleaseLease(std::string_view name, long long token) override;
+  Result<bool> ForceReleaseLease(std::string_view name) override;
+  Result<std::optional<NamedLease>> GetLease(std::string_view name) override;
+  Result<void> PutAgent(std::string_view id, const Json& state) override;
+  Result<std::vector<AgentRecord>> ListAgents(Millis max_age) override;
+  Result<std::string> PostCommand(std::string_view agent, std::string_view kind, const Json& args,
+                                  TimePoint deadline) override;
+  Result<std::vector<Command>> TakeCommands(std::string_view agent, int max,
+                                            Millis max_wait) override;
+  Result<void> ReplyCommand(std::string_view id, const Json& reply) override;
+  Result<std::optional<Json>> WaitReply(std::string_view id, Millis max_wait) override;
+
   std::string Describe() const override;
   Result<void> Ping() override;
 
-  // The schema version this build writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  // The schema version this build writes (PRAGMA user_version). 2 added the GPU-worker tables
+  // (named leases, agents, commands); a version-1 file is upgraded in place at open.
+  static constexpr int kSchemaVersion = 2;
 
  private:
   struct State;  // connections, writer thread, queues: all of sqlite3 stays in the .cpp

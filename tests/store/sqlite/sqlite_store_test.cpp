@@ -65,6 +65,34 @@ TEST(SqliteStore, RefusesAFileWithANewerSchema) {
   EXPECT_EQ(store.error().code, Errc::kInternal);
 }
 
+TEST(SqliteStore, UpgradesAVersionOneFileInPlace) {
+  gpuq::testing::TempDir dir;
+  ManualClock clock;
+  std::string id;
+  {
+    auto store = SqliteStore::Open(dir / "q.db", clock);
+    ASSERT_TRUE(store);
+    id = store.value()->Submit(NewRun{.type = "echo"}).value().id;
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE leases; DROP TABLE agents; DROP TABLE commands; "
+                         "DROP TABLE command_replies; DROP INDEX runs_pending_age; "
+                         "PRAGMA user_version = 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_TRUE(store.value()->Get(id));
+  EXPECT_TRUE(store.value()->AcquireLease("lock:host-a:0", "agent-a", Millis(1000)));
+  EXPECT_EQ(store.value()->PendingRuns({"echo"}, 10).value().size(), 1u);
+}
+
 TEST(SqliteStore, FailsUnavailableWhenTheDirectoryCannotBeCreated) {
   gpuq::testing::TempDir dir;
   ManualClock clock;
