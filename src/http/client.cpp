@@ -80,12 +80,16 @@ struct Client::State {
         ResetStream();
         return Aborted();
       }
+      SetSocketTimeout();  // Linux bounds a blocking connect by SO_SNDTIMEO too
       socket.connect(entry.endpoint(), ec);
       if (!ec) break;
     }
     if (ec || aborted) {
       ResetStream();
       if (aborted) return Aborted();
+      if (ec == asio::error::in_progress) {  // SO_SNDTIMEO ran out
+        return Error{Errc::kTimeout, fmt::format("connect to {}: timed out", Where())};
+      }
       return Error{Errc::kUnavailable,
                    fmt::format("cannot reach gpuq server at {}: {}", Where(), ec.message())};
     }
