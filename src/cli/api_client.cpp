@@ -14,6 +14,7 @@ Error ErrorFromResponse(const http::Response& response) {
     case 413: code = Errc::kResourceExhausted; break;
     case 422: code = Errc::kInvalidArgument; break;
     case 503: code = Errc::kUnavailable; break;
+    case 504: code = Errc::kTimeout; break;
     default: break;
   }
   std::string detail;
@@ -42,10 +43,11 @@ std::string UrlEncode(std::string_view text) {
   return out;
 }
 
-Result<ApiClient> ApiClient::Connect(const GlobalOptions& options) {
+Result<ApiClient> ApiClient::Connect(const GlobalOptions& options,
+                                     std::chrono::milliseconds timeout) {
   auto endpoint = http::ParseServerUrl(options.server);
   if (!endpoint) return endpoint.error();
-  auto client = std::make_unique<http::Client>(endpoint.value());
+  auto client = std::make_unique<http::Client>(endpoint.value(), timeout);
   if (!options.token.empty()) client->SetHeader("Authorization", "Bearer " + options.token);
   return ApiClient(std::move(client));
 }

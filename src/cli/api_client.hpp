@@ -1,5 +1,6 @@
 #pragma once
 // The CLI's view of the API: JSON in, JSON out, server errors turned into Error values.
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -18,7 +19,9 @@ struct GlobalOptions {
 
 class ApiClient {
  public:
-  static Result<ApiClient> Connect(const GlobalOptions& options);
+  // `timeout` bounds each request (the GPU commands wait for services to start: minutes).
+  static Result<ApiClient> Connect(const GlobalOptions& options,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // GET/POST returning the parsed JSON body of a 2xx; a non-2xx becomes an Error whose code
   // follows the status (404 -> kNotFound ...) and whose message is the server's `detail`.

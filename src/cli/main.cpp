@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "app/serve.hpp"
+#include "cli/gpu_commands.hpp"
 #include "cli/output.hpp"
 #include "cli/run_commands.hpp"
 
@@ -119,6 +120,8 @@ int Main(int argc, char** argv) {
   auto* check = app.add_subcommand("check-config", "validate a config file, every problem at once");
   check->add_option("file", config_file, "TOML file")->required();
 
+  GpuCommands gpu_commands(app);  // gpu status, service start|stop|logs, phase
+
   for (auto* sub : app.get_subcommands({})) sub->fallthrough();
 
   try {
@@ -139,6 +142,7 @@ int Main(int argc, char** argv) {
   if (*retry) return Retry(global, id);
   if (*fetch) return Fetch(global, id, out_dir);
   if (*check) return CheckConfig(config_file);
+  if (auto code = gpu_commands.Run(global)) return *code;
   return 2;
 }
 
