@@ -16,7 +16,8 @@
 
 namespace gpuq::agent {
 
-enum class StopReason { kNone, kCancelled, kLeaseLost, kTimedOut, kDrain };
+// kRequeue: the run's service was stopped by force; the run goes back to the queue.
+enum class StopReason { kNone, kCancelled, kLeaseLost, kTimedOut, kDrain, kRequeue };
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 

@@ -1,6 +1,7 @@
 #pragma once
 // An agent: one per host. Claims runs it can serve, runs them through connectors on its
 // workers, keeps their leases alive, and gives work back when it stops.
+#include <map>
 #include <memory>
 #include <string>
 
@@ -11,6 +12,8 @@
 #include "store/store.hpp"
 
 namespace gpuq::agent {
+
+struct Route;  // worker_pool.hpp
 
 struct AgentDeps {
   store::Store& store;
@@ -38,6 +41,7 @@ class Agent {
   const std::string& id() const;
 
  private:
+  Result<void> StartGpuSide(std::map<std::string, Route> routes);
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -50,6 +50,16 @@ void LeaseKeeper::StopAll(StopReason reason) {
   for (auto &[id, run] : runs_) run->Stop(reason);
 }
 
+void LeaseKeeper::KeepNamed(const std::string &name, long long token) {
+  std::lock_guard lock(mutex_);
+  named_[name] = token;
+}
+
+void LeaseKeeper::ForgetNamed(const std::string &name) {
+  std::lock_guard lock(mutex_);
+  named_.erase(name);
+}
+
 size_t LeaseKeeper::size() const {
   std::lock_guard lock(mutex_);
   return runs_.size();
@@ -88,10 +98,21 @@ void LeaseKeeper::Loop() {
 
 void LeaseKeeper::Tick() {
   std::vector<std::shared_ptr<ActiveRun>> runs;
+  std::map<std::string, long long> named;
   {
     std::lock_guard lock(mutex_);
     runs.reserve(runs_.size());
     for (auto &[id, run] : runs_) runs.push_back(run);
+    named = named_;
+  }
+  for (const auto &[name, token] : named) {
+    auto renewed = store_.RenewLease(name, token, lease_ttl_);
+    if (!renewed && renewed.error().code == Errc::kConflict) {
+      spdlog::warn("lease lost lease={} error={}", name, renewed.error().message);
+      std::lock_guard lock(mutex_);
+      auto it = named_.find(name);
+      if (it != named_.end() && it->second == token) named_.erase(it);
+    }
   }
   // Store calls happen without the lock so workers can register and unregister
   // meanwhile.

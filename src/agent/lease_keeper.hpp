@@ -3,7 +3,8 @@
 // lease every `heartbeat` with `lease_ttl`, stops a run whose lease was lost
 // (kConflict) or whose cancel was requested, stops a run whose deadline passed
 // (the agent, not the connector, enforces timeouts), and flushes throttled
-// progress. Register/Unregister/StopAll are thread-safe.
+// progress; it also renews named leases (GPU locks). Register/Unregister/StopAll/KeepNamed/
+// ForgetNamed are thread-safe.
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -28,6 +29,11 @@ class LeaseKeeper {
   void Register(std::shared_ptr<ActiveRun> run);
   void Unregister(const std::string &id);
   void StopAll(StopReason reason);  // e.g. drain
+
+  // Named leases (GPU locks) renewed on every heartbeat with the lease TTL while kept. A lease
+  // that turns out lost (force-released) is logged and forgotten.
+  void KeepNamed(const std::string &name, long long token);
+  void ForgetNamed(const std::string &name);
   size_t size() const;
 
  private:
@@ -43,6 +49,7 @@ class LeaseKeeper {
   bool stopping_ = false;
   SteadyTime sleeping_until_ = SteadyTime::min();  // when the loop wakes up next
   std::map<std::string, std::shared_ptr<ActiveRun>> runs_;
+  std::map<std::string, long long> named_;  // named lease -> token
   std::thread thread_;
 };
 

@@ -63,8 +63,6 @@ class WorkerPool {
   };
   std::optional<Claimed> NextLease(const std::string &worker);
   void Execute(const std::string &worker, store::Lease lease, std::shared_ptr<ActiveRun> active);
-  void Finish(const std::string &worker, const Run &run, ActiveRun &active,
-              Result<connectors::Outcome> outcome);
 
   store::Store &store_;
   LeaseKeeper &keeper_;
