@@ -43,9 +43,9 @@ configure: deps $(BUILD)/build.ninja
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Only the binary: the quick start should not wait for the test suites to compile.
+# Only the binary and the demo's fake services: the quick start should not wait for the tests.
 run: configure
-	cmake --build $(BUILD) -j $(JOBS) --target gpuq
+	cmake --build $(BUILD) -j $(JOBS) --target gpuq gpuq-fake-service
 	$(BUILD)/gpuq serve --config $(CONFIG)
 
 test: build

@@ -82,6 +82,7 @@ Result<config::Config> BuildConfig(const Overrides& overrides,
     }
   }
   if (overrides.log_level) config.log_level = *overrides.log_level;
+  if (overrides.gpus) config.gpu.gpus = *overrides.gpus;
   auto registry = connectors::BuiltinConnectors();
   config::Finalize(config, ConnectorNames(registry), problems);
   if (!problems->empty()) return Error{Errc::kInvalidArgument, config::Describe(*problems)};

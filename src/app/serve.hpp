@@ -20,6 +20,7 @@ struct Overrides {
   std::optional<std::string> agent_id;               // --agent-id
   std::optional<int> cpu_workers;                    // --cpu-workers
   std::optional<std::string> log_level;              // --log-level
+  std::optional<std::vector<int>> gpus;              // --gpus 0,1: the GPUs this agent owns
 };
 
 // defaults < config file < environment < flags, then validated. Every problem is reported in

@@ -26,6 +26,8 @@ void AddDaemonFlags(CLI::App* cmd, app::Overrides& o) {
   cmd->add_option("--agent-id", o.agent_id, "stable agent id (default: kept in <data-dir>)");
   cmd->add_option("--cpu-workers", o.cpu_workers, "concurrent service-less runs");
   cmd->add_option("--log-level", o.log_level, "trace|debug|info|warn|error");
+  cmd->add_option("--gpus", o.gpus, "GPU indexes this agent owns, e.g. 0,1 (default: all)")
+      ->delimiter(',');
 }
 
 int CheckConfig(const std::string& file) {
