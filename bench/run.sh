@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gpuq's benchmarks, side by side with the machine's ceiling and the notes' own design.
 #
-#   bench/run.sh [--quick] [--no-build] [--only ceiling,api,queue,durable,baseline]
+#   bench/run.sh [--quick] [--no-build] [--only ceiling,api,queue,durable,baseline,switch]
 #
 #   (d) ceiling   wrk GET against a minimal static-response Beast server (bench/ceiling)
 #   (b) API       wrk GET /task_status/{id} and POST /submit_task against `gpuq serve --no-agent`,
@@ -9,12 +9,15 @@
 #   (a) queue     N echo tasks over HTTP (64 connections) while the agent completes them
 #       durable   K submits, kill -9 right after the K-th 200, restart, every 200'd id still there
 #   (e) baseline  FastAPI + uvicorn (2 workers) + Redis from ../shared/baselines/fastapi-notes
+#       switch    GPU service swaps by the real agent on a sim GPU: time from claim to healthy
+#                 beyond the service's own 2 s start-up, next to the notes' fixed waits
 #
 # Environment: GPUQ_BENCH_DURATION (wrk -d, default 10s; --quick: 3s), GPUQ_BENCH_TASKS
 # (default 20000; --quick: 5000), GPUQ_BENCH_CONNECTIONS (64), GPUQ_BENCH_THREADS (wrk -t, 2),
 # GPUQ_BENCH_DURABLE_TASKS (2000), GPUQ_BENCH_BUILD_DIR (build), GPUQ_BENCH_BASELINE_DIR,
 # GPUQ_BENCH_QUEUE_AGENT (embedded: the agent inside `gpuq serve`; separate: `gpuq agent`),
 # GPUQ_BENCH_CPU_WORKERS (the agent's CPU pool for the queue run, 32),
+# GPUQ_BENCH_SWITCHES (swaps measured, 40; --quick: 10),
 # GPUQ_BENCH_KEEP=1 keeps the temp folder (logs, raw wrk output).
 # Exit status: 0 when every measured gpuq target passed.
 set -uo pipefail
@@ -23,7 +26,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 QUICK=0
 BUILD_IT=1
-ONLY=ceiling,api,queue,durable,baseline
+ONLY=ceiling,api,queue,durable,baseline,switch
 while (($#)); do
   arg=$1
   shift
@@ -32,7 +35,7 @@ while (($#)); do
     --no-build) BUILD_IT=0 ;;
     --only) ONLY=${1:?--only needs a list}; shift ;;
     --only=*) ONLY=${arg#--only=} ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,6 +46,8 @@ TASKS=${GPUQ_BENCH_TASKS:-$DEFAULT_TASKS}
 CONNS=${GPUQ_BENCH_CONNECTIONS:-64}
 WRK_THREADS=${GPUQ_BENCH_THREADS:-2}
 DURABLE_TASKS=${GPUQ_BENCH_DURABLE_TASKS:-2000}
+if ((QUICK)); then DEFAULT_SWITCHES=10; else DEFAULT_SWITCHES=40; fi
+SWITCHES=${GPUQ_BENCH_SWITCHES:-$DEFAULT_SWITCHES}
 BUILD=${GPUQ_BENCH_BUILD_DIR:-$ROOT/build}
 BASELINE_DIR=$(realpath -m "${GPUQ_BENCH_BASELINE_DIR:-$ROOT/../shared/baselines/fastapi-notes}")
 SYS_PY=/usr/bin/python3  # Debian's interpreter: the baseline's packages are Debian's
@@ -168,7 +173,7 @@ if ((BUILD_IT)); then
   log "building (Release) in $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPUQ_BUILD_BENCH=ON \
     >"$WORK/cmake.log" 2>&1 || { cat "$WORK/cmake.log" >&2; exit 1; }
-  ninja -C "$BUILD" gpuq_bench_ceiling gpuq_bench_submit_drain gpuq_bench_durability \
+  ninja -C "$BUILD" gpuq_bench_ceiling gpuq_bench_submit_drain gpuq_bench_durability gpuq_bench_switch \
     >"$WORK/ninja-bench.log" 2>&1 || { tail -40 "$WORK/ninja-bench.log" >&2; exit 1; }
   if ninja -C "$BUILD" gpuq >"$WORK/ninja-gpuq.log" 2>&1; then GPUQ_OK=1; else
     tail -20 "$WORK/ninja-gpuq.log" >&2
@@ -316,11 +321,25 @@ else
   note "baseline: not available ($BASELINE_DIR missing)"
 fi
 
+# ---- switch overhead: the agent swapping two fake services on a sim GPU -----------------------
+SWITCH_STATUS=0
+if want switch; then
+  "$BUILD/bench/gpuq_bench_switch" --fake "$BUILD/gpuq-fake-service" --swaps "$SWITCHES" \
+    --startup-ms 2000 >"$RESULTS/switch.txt" 2>"$WORK/switch.log"
+  SWITCH_STATUS=$?
+  ((SWITCH_STATUS == 0 || SWITCH_STATUS == 3)) || tail -5 "$WORK/switch.log" >&2
+fi
+
 # ---- the table ---------------------------------------------------------------------------------
 echo
 echo "gpuq benchmarks: $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d$DURATION on the same box," \
   "queue $TASKS echo tasks (agent: ${GPUQ_BENCH_QUEUE_AGENT:-embedded}), durability $DURABLE_TASKS submits"
 python3 "$BENCH/report.py" "$RESULTS"
 status=$?
+if [[ -s $RESULTS/switch.txt ]]; then
+  echo
+  cat "$RESULTS/switch.txt"
+fi
+((SWITCH_STATUS == 0)) || status=1
 ((GPUQ_OK)) || status=1  # nothing of gpuq was measured: not a pass
 exit $status

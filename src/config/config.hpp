@@ -55,7 +55,8 @@ struct GpuConfig {
   Millis lock_ttl{10'000};            // GPU lock and ownership lease TTL (renewed while held)
   Millis aging_step{30'000};          // claim aging: +1 effective priority per step waited
   Millis memory_wait{30'000};         // after a stop: longest wait for the tracker to show it free
-  Millis health_interval{250};        // longest interval between health polls
+  Millis health_interval{50};         // longest interval between health polls (a refused
+                                      // connect costs nothing; a late notice costs a swap)
   std::string docker_socket = "/var/run/docker.sock";
   std::string nvml_library = "libnvidia-ml.so.1";
   std::string nvidia_smi = "nvidia-smi";
