@@ -220,6 +220,33 @@ TEST_F(GpuHostTest, RunThatCanNeverFitWaitsWithAReason) {
   EXPECT_NE(run.waiting_reason->find("30000"), std::string::npos) << *run.waiting_reason;
 }
 
+TEST_F(GpuHostTest, SecondGpuTakesWhatWouldOtherwiseEvictAndEachInstanceHasItsOwnPortAndDevice) {
+  config_.gpu.sim.push_back(config::SimGpuConfig{.index = 1, .name = "sim-24g", .total_mb = 24576});
+  StartAgent();
+  std::string comfy = Submit("comfyui", 50, Json::object());
+  ASSERT_TRUE(gpuq::testing::WaitUntil([&] { return Finished(comfy); }, 60s));
+
+  // ollama does not fit beside comfyui: the other GPU serves it without evicting anything.
+  std::string llm = Submit("llm", 50, Json::object());
+
+  ASSERT_TRUE(gpuq::testing::WaitUntil([&] { return Finished(llm); }, 60s));
+  gpuq::Run first = Get(comfy);
+  gpuq::Run second = Get(llm);
+  ASSERT_EQ(second.state, RunState::kCompleted) << second.error.value_or("");
+  EXPECT_NE(first.gpu, second.gpu);
+  int comfy_gpu = first.gpu == "testhost:0" ? 0 : 1;
+  EXPECT_EQ(first.result["gpu"], std::to_string(comfy_gpu));  // CUDA_VISIBLE_DEVICES
+  EXPECT_EQ(second.result["gpu"], std::to_string(1 - comfy_gpu));
+  EXPECT_EQ(first.result["port"], config_.services["comfyui"].base_port + comfy_gpu);
+  EXPECT_EQ(second.result["port"], config_.services["ollama"].base_port + 1 - comfy_gpu);
+
+  // comfyui is still resident: its next run goes where it is, with no new start.
+  std::string again = Submit("comfyui", 50, Json::object());
+  ASSERT_TRUE(gpuq::testing::WaitUntil([&] { return Finished(again); }, 60s));
+  EXPECT_EQ(Get(again).gpu, first.gpu);
+  EXPECT_EQ(Get(again).result["port"], first.result["port"]);
+}
+
 // The proof: 500 tasks across the four services in random order and priorities; a
 // watcher sampling the live service processes never sees more declared VRAM than the GPU
 // has, and every task completes, once.
