@@ -49,6 +49,19 @@ int CheckConfig(const std::string& file) {
   std::vector<std::string> names;
   for (const auto& [name, type] : c.task_types) names.push_back(name);
   fmt::print("{}\n", fmt::join(names, ", "));
+  if (!c.services.empty()) {
+    std::vector<std::string> services;
+    for (const auto& [name, spec] : c.services) {
+      services.push_back(fmt::format("{} ({}, {} MB, priority {})", name, ToString(spec.kind),
+                                     spec.vram_mb, spec.priority));
+    }
+    std::vector<std::string> phases;
+    for (const auto& [number, name] : c.phases) phases.push_back(fmt::format("{} {}", number, name));
+    fmt::print("  gpu        backend {}, reserve {} MB{}\n  services   {}\n  phases     {}\n",
+               c.gpu.vram_backend, c.gpu.reserve_mb,
+               c.gpu.gpus.empty() ? "" : fmt::format(", gpus {}", fmt::join(c.gpu.gpus, ",")),
+               fmt::join(services, ", "), fmt::join(phases, ", "));
+  }
   return 0;
 }
 
