@@ -362,7 +362,8 @@ void GpuHost::RunClaimed(int gpu, store::Lease lease, const Route& route,
                                            .connector = *route.connector,
                                            .data_dir = options_.data_dir,
                                            .service_url = held.value().base_url(),
-                                           .gpu = gpu});
+                                           .gpu = gpu,
+                                           .gpu_uuid = held.value().gpu_uuid()});
     }
   }  // the service is released here, before the run's end is written
   keeper_.Unregister(run.id);

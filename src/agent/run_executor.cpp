@@ -40,6 +40,7 @@ Result<connectors::Outcome> RunAttempt(store::Store &store, const Attempt &attem
       .log_file = attempt.data_dir / LogPath(run),
       .service_url = attempt.service_url,
       .gpu = attempt.gpu,
+      .gpu_uuid = attempt.gpu_uuid,
       .stop = active.stop_token(),
       .report_progress = [&store, &active](const Progress &p) { active.ReportProgress(store, p); }};
   try {

@@ -22,6 +22,7 @@ struct Attempt {
   std::filesystem::path data_dir;  // absolute
   std::string service_url;         // service-bound runs: the instance's base URL
   std::optional<int> gpu;
+  std::string gpu_uuid;            // a real NVIDIA GPU's UUID, else empty
 };
 
 // Runs the connector (it never throws out of here). Blocks until it returns.

@@ -84,18 +84,33 @@ Result<config::Config> BuildConfig(const Overrides& overrides,
   if (overrides.log_level) config.log_level = *overrides.log_level;
   if (overrides.gpus) config.gpu.gpus = *overrides.gpus;
   auto registry = connectors::BuiltinConnectors();
-  config::Finalize(config, ConnectorNames(registry), problems);
+  auto check_settings = [&registry](const TaskType& type) {
+    std::vector<config::Problem> found;
+    if (auto* connector = registry.Find(type.connector)) {
+      for (auto& p : connector->CheckSettings(type)) found.push_back({p.key, p.message});
+    }
+    return found;
+  };
+  config::Finalize(config, ConnectorNames(registry), problems, check_settings);
   if (!problems->empty()) return Error{Errc::kInvalidArgument, config::Describe(*problems)};
   return config;
 }
 
 namespace {
 
+connectors::ConnectorOptions ConnectorOptionsOf(const config::Config& config) {
+  connectors::ConnectorOptions options;
+  options.data_dir = config.data_dir;
+  options.asset_root = config.asset_path.empty() ? config.data_dir / "assets" : config.asset_path;
+  options.docker_socket = config.gpu.docker_socket;
+  return options;
+}
+
 // Everything a daemon process owns, in dependency order; destroyed in reverse.
 struct Daemon {
   config::Config config;
   SystemClock clock;
-  connectors::ConnectorRegistry connectors = connectors::BuiltinConnectors();
+  connectors::ConnectorRegistry connectors;
   std::unique_ptr<store::Store> store;
 };
 
@@ -105,6 +120,7 @@ Result<std::unique_ptr<Daemon>> OpenDaemon(const Overrides& overrides) {
   if (!config) return config.error();
   daemon->config = std::move(config.value());
   SetUpLogging(daemon->config.log_level);
+  daemon->connectors = connectors::BuiltinConnectors(ConnectorOptionsOf(daemon->config));
   std::error_code ec;
   std::filesystem::create_directories(daemon->config.data_dir / "runs", ec);
   if (ec) {

@@ -1,8 +1,10 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <set>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -34,6 +36,7 @@ Config Defaults() {
 namespace {
 
 using internal::Reader;
+using Json = nlohmann::json;
 
 void ReadServer(Reader& r, const toml::table& t, ServerConfig& server) {
   r.CheckKeys(t, "server", {"listen", "token", "max_body_mb", "threads"});
@@ -77,12 +80,52 @@ void ReadAgent(Reader& r, const toml::table& t, AgentConfig& agent) {
   r.Duration(t, "agent", "drain_timeout_s", agent.drain_timeout, 1000, 0, 86400);
 }
 
+constexpr std::array<std::string_view, 9> kTaskTypeKeys = {
+    "connector", "service",      "endpoint", "argv",       "env",
+    "timeout_s", "max_attempts", "priority", "description"};
+
+bool IsPathKey(std::string_view key) {
+  return key.ends_with("_dir") || key.ends_with("_path") || key.ends_with("_file");
+}
+
+// A TOML value as JSON (dates and times as their TOML text).
+Json ToJson(const toml::node& node) {
+  if (auto* table = node.as_table()) {
+    Json out = Json::object();
+    for (const auto& [key, value] : *table) out[std::string(key.str())] = ToJson(value);
+    return out;
+  }
+  if (auto* array = node.as_array()) {
+    Json out = Json::array();
+    for (const auto& value : *array) out.push_back(ToJson(value));
+    return out;
+  }
+  if (auto v = node.value_exact<std::string>()) return *v;
+  if (auto v = node.value_exact<int64_t>()) return *v;
+  if (auto v = node.value_exact<double>()) return *v;
+  if (auto v = node.value_exact<bool>()) return *v;
+  std::ostringstream text;
+  node.visit([&text](const auto& leaf) { text << leaf; });
+  return text.str();
+}
+
+// Every key that is not a common task type key belongs to the connector (checked later by it).
+void ReadSettings(Reader& r, const toml::table& t, TaskType& type) {
+  for (const auto& [key, node] : t) {
+    std::string_view k = key.str();
+    if (std::find(kTaskTypeKeys.begin(), kTaskTypeKeys.end(), k) != kTaskTypeKeys.end()) continue;
+    Json value = ToJson(node);
+    if (IsPathKey(k) && value.is_string() && !value.get<std::string>().empty()) {
+      value = (r.base() / value.get<std::string>()).lexically_normal().string();
+    }
+    type.settings[std::string(k)] = std::move(value);
+  }
+}
+
 void ReadTaskType(Reader& r, const std::string& name, const toml::table& t, TaskType& type) {
   std::string prefix = "task_types." + name;
-  r.CheckKeys(t, prefix,
-              {"connector", "service", "endpoint", "argv", "env", "timeout_s", "max_attempts",
-               "priority", "description"});
   type.name = name;
+  ReadSettings(r, t, type);
   r.String(t, prefix, "connector", type.connector);
   r.String(t, prefix, "service", type.service);
   r.String(t, prefix, "endpoint", type.endpoint);
@@ -234,9 +277,12 @@ void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv get
 }
 
 void Finalize(Config& config, const std::vector<std::string>& known_connectors,
-              std::vector<Problem>* problems) {
+              std::vector<Problem>* problems, const SettingsCheck& check_settings) {
   std::error_code ec;
   config.data_dir = fs::absolute(config.data_dir, ec).lexically_normal();
+  if (!config.asset_path.empty()) {
+    config.asset_path = fs::absolute(config.asset_path, ec).lexically_normal();
+  }
   if (config.store.url.empty()) {
     config.store.url = "sqlite://" + (config.data_dir / "gpuq.db").string();
   }
@@ -258,6 +304,16 @@ void Finalize(Config& config, const std::vector<std::string>& known_connectors,
       problems->push_back({prefix + ".connector",
                            fmt::format("unknown connector '{}' (known: {})", type.connector,
                                        fmt::join(known_connectors, ", "))});
+    }
+    if (check_settings && !type.connector.empty()) {
+      for (auto& problem : check_settings(type)) {
+        problem.field = problem.field.empty() ? prefix : prefix + "." + problem.field;
+        problems->push_back(std::move(problem));
+      }
+    } else {
+      for (const auto& [key, value] : type.settings.items()) {
+        problems->push_back({prefix + "." + key, "unknown setting"});
+      }
     }
     if (type.connector == "command" && name != "command" && type.argv.empty()) {
       problems->push_back({prefix + ".argv", "a command task type needs a non-empty argv"});

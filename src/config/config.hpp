@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -109,8 +110,11 @@ void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv get
 // {{port}} (which needs base_port), {{gpu}}, {{name}} and {{host}}. Never checks that a path
 // exists. Makes data_dir absolute, fills store.url when empty and an external service's empty
 // health_url from its url.
+// check_settings: the connector's check of a task type's `settings` (problems name the key
+// alone: "templates_dir"); without one, any setting is an "unknown setting".
+using SettingsCheck = std::function<std::vector<Problem>(const TaskType&)>;
 void Finalize(Config& config, const std::vector<std::string>& known_connectors,
-              std::vector<Problem>* problems);
+              std::vector<Problem>* problems, const SettingsCheck& check_settings = {});
 
 // "a: x; b: y" for an Error message.
 std::string Describe(const std::vector<Problem>& problems);

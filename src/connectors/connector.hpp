@@ -24,8 +24,21 @@ struct RunContext {
   std::filesystem::path log_file;  // <run_dir>/logs/attempt-<n>.log, its folder exists if UsesRunDir()
   std::string service_url;         // service-bound types: the instance's base URL (Acquire's base_url)
   std::optional<int> gpu;          // service-bound types: the host GPU index it runs on
+  std::string gpu_uuid;            // "GPU-..." when `gpu` is a real NVIDIA GPU (NVML, nvidia-smi)
   std::stop_token stop;            // requested on cancel, lost lease, timeout or drain
   std::function<void(const Progress&)> report_progress;  // thread-safe, cheap, may be called often
+};
+
+struct SettingProblem {
+  std::string key;      // "sample_rate"
+  std::string message;  // "must be a positive integer"
+};
+
+// What connectors learn from the config when the registry is built.
+struct ConnectorOptions {
+  std::filesystem::path asset_root;   // ASSET_PATH: where outputs may go besides the run dir
+  std::filesystem::path data_dir;     // absolute: runs/<id> of parent runs are under it
+  std::string docker_socket = "/var/run/docker.sock";
 };
 
 struct Outcome {
@@ -37,8 +50,14 @@ class Connector {
  public:
   virtual ~Connector() = default;
 
-  // Checks a payload at submit time; an error here is a 422 and nothing is queued. Pure.
+  // Checks a payload at submit time; an error here is a 422 and nothing is queued. Pure but
+  // for reading files the task type names (a workflow template).
   virtual Result<void> Validate(const TaskType& type, const Json& payload) const = 0;
+
+  // Checks a task type's connector settings at config load (type.settings: the keys of
+  // [task_types.NAME] that are not common to every type). One problem per bad key, naming
+  // the key alone ("sample_rate"). The default accepts no setting.
+  virtual std::vector<SettingProblem> CheckSettings(const TaskType& type) const;
 
   // Whether Execute touches ctx.run_dir or ctx.log_file. When false the worker creates
   // neither: a run that writes nothing costs no inodes (echo at thousands of runs a second).
@@ -61,7 +80,7 @@ class ConnectorRegistry {
   std::map<std::string, std::unique_ptr<Connector>, std::less<>> connectors_;
 };
 
-// The registry with every connector this build has ("echo", "command").
-ConnectorRegistry BuiltinConnectors();
+// The registry with every connector this build has ("echo", "command", "http", ...).
+ConnectorRegistry BuiltinConnectors(const ConnectorOptions& options = {});
 
 }  // namespace gpuq::connectors

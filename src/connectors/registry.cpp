@@ -21,7 +21,16 @@ std::vector<std::string> ConnectorRegistry::Names() const {
   return names;
 }
 
-ConnectorRegistry BuiltinConnectors() {
+std::vector<SettingProblem> Connector::CheckSettings(const TaskType& type) const {
+  std::vector<SettingProblem> problems;
+  for (const auto& [key, value] : type.settings.items()) {
+    problems.push_back({key, "unknown setting"});
+  }
+  return problems;
+}
+
+ConnectorRegistry BuiltinConnectors(const ConnectorOptions& options) {
+  (void)options;
   ConnectorRegistry registry;
   registry.Add("echo", std::make_unique<EchoConnector>());
   registry.Add("command", std::make_unique<CommandConnector>());

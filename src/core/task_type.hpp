@@ -20,6 +20,10 @@ struct TaskType {
   int max_attempts = 3;   // default attempts before `failed`
   int priority = 50;      // default priority when the submit names none
   std::string description;
+  // The connector's own keys of [task_types.NAME] (templates_dir, sample_rate, image, ...), as
+  // JSON. String values of keys ending in _dir, _path or _file are absolute (relative ones are
+  // resolved against the config file's folder). The connector checks them (CheckSettings).
+  nlohmann::json settings = nlohmann::json::object();
 };
 
 // The notes' aliases: "comfy" means "comfyui". Returns the canonical name.

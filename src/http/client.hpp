@@ -63,6 +63,19 @@ class Client {
       std::string_view target,
       const std::function<bool(std::string_view event, std::string_view data)>& on_event);
 
+  // Sends a request on a connection of its own and hands a 2xx reply's body to on_data as it
+  // arrives (after chunked decoding; pieces of any size, not aligned to lines or samples).
+  // on_data returns false to stop reading early (the connection is closed; no error). Returns
+  // the status and headers with an empty body; a non-2xx reply's body is read whole into
+  // Response.body instead and on_data is never called. A body that ends before it is complete
+  // (a chunked stream without its terminating chunk, fewer bytes than Content-Length, a reset)
+  // is kUnavailable "reply cut off after N bytes: ..."; silence longer than the timeout is
+  // kTimeout; Abort() is kUnavailable "aborted".
+  Result<Response> StreamBody(std::string_view method, std::string_view target,
+                              std::string_view body, std::string_view content_type,
+                              const std::function<bool(std::string_view data)>& on_data,
+                              const std::map<std::string, std::string>& headers = {});
+
   // Thread-safe; callable from any thread (a std::stop_callback) while another thread is inside
   // Request() or Stream(). Shuts the connection down, so a blocked connect, send or receive
   // returns at once, and makes this call and every later one fail with kUnavailable "aborted".

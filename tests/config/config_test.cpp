@@ -104,8 +104,43 @@ timeout = 5
   EXPECT_THAT(problems, Contains(ProblemAt("server.max_body_mb", "integer")));
   EXPECT_THAT(problems, Contains(ProblemAt("agent.cpu_workers", "between")));
   EXPECT_THAT(problems, Contains(ProblemAt("task_types.a.argv", "array of strings")));
-  EXPECT_THAT(problems, Contains(ProblemAt("task_types.a.timeout", "unknown setting")));
   EXPECT_THAT(c.error().message, HasSubstr("task_types.a.argv"));
+}
+
+TEST(Config, ConnectorSettingsAreCheckedByTheConnectorAtFinalize) {
+  gpuq::testing::TempDir dir;
+  auto file = Write(dir, R"(
+[task_types.a]
+connector = "command"
+argv = ["true"]
+timeout = 5
+[task_types.b]
+connector = "echo"
+templates_dir = "flows"
+sample_rate = 24000
+)");
+  std::vector<Problem> problems;
+  auto c = LoadFile(file, &problems);
+  ASSERT_TRUE(c) << Describe(problems);
+  EXPECT_EQ(c.value().task_types.at("b").settings.at("sample_rate"), 24000);
+  // A key ending in _dir is a path, relative to the config file's folder.
+  EXPECT_EQ(c.value().task_types.at("b").settings.at("templates_dir"),
+            (dir.path() / "flows").lexically_normal().string());
+
+  // Without a connector's check every setting is unknown.
+  Config unchecked = c.value();
+  Finalize(unchecked, kConnectors, &problems);
+  EXPECT_THAT(problems, Contains(ProblemAt("task_types.a.timeout", "unknown setting")));
+
+  // With one, its problems are named under the task type.
+  problems.clear();
+  Finalize(c.value(), kConnectors, &problems, [](const gpuq::TaskType& type) {
+    std::vector<Problem> found;
+    if (type.settings.contains("sample_rate")) found.push_back({"sample_rate", "too high"});
+    return found;
+  });
+  EXPECT_THAT(problems, Contains(ProblemAt("task_types.b.sample_rate", "too high")));
+  EXPECT_EQ(problems.size(), 1u);
 }
 
 TEST(Config, FinalizeRejectsUnknownConnectorsAndCommandsWithoutArgv) {

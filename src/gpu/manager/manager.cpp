@@ -105,6 +105,7 @@ ServiceLease& ServiceLease::operator=(ServiceLease&& other) noexcept {
   manager_ = std::exchange(other.manager_, nullptr);
   instance_ = std::exchange(other.instance_, nullptr);
   base_url_ = std::move(other.base_url_);
+  gpu_uuid_ = std::move(other.gpu_uuid_);
   gpu_ = other.gpu_;
   hold_id_ = other.hold_id_;
   return *this;
@@ -263,6 +264,9 @@ Result<ServiceLease> Manager::Acquire(const std::string& service, int gpu_index,
   lease.instance_ = &instance;
   lease.base_url_ = instance.base_url();
   lease.gpu_ = gpu_index;
+  if (!vram_.Simulated()) {
+    if (Gpu* gpu = FindGpu(gpu_index)) lease.gpu_uuid_ = gpu->uuid;
+  }
   {
     std::lock_guard lock(mutex_);
     lease.hold_id_ = next_hold_++;

@@ -64,12 +64,15 @@ class ServiceLease {
 
   const std::string& base_url() const { return base_url_; }
   int gpu() const { return gpu_; }
+  // The GPU's UUID when it is a real one ("GPU-..."); empty on the sim backend.
+  const std::string& gpu_uuid() const { return gpu_uuid_; }
 
  private:
   friend class Manager;
   class Manager* manager_ = nullptr;
   ServiceInstance* instance_ = nullptr;
   std::string base_url_;
+  std::string gpu_uuid_;
   int gpu_ = -1;
   long long hold_id_ = 0;
 };

@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "connectors/fake_service.hpp"
 #include "connectors/run_fixture.hpp"
 #include "http/client.hpp"
 #include "support/child_process.hpp"
@@ -19,53 +20,12 @@ using testing::FreePort;
 using ::testing::HasSubstr;
 using testing::ProcessAlive;
 
-std::string FakeServiceBinary() {
-  return (std::filesystem::path(GPUQ_BINARY_DIR) / "gpuq-fake-service").string();
-}
-
 TaskType WorkType(std::string endpoint = "/work") {
   TaskType type = MakeType("fake_work", "http");
   type.service = "fake";
   type.endpoint = std::move(endpoint);
   return type;
 }
-
-// A healthy gpuq-fake-service on a free port, killed with its group at the end.
-class FakeService {
- public:
-  explicit FakeService(std::vector<std::string> extra = {})
-      : port_(FreePort()),
-        child_(Argv(port_, std::move(extra)), dir_ / "fake.log", {{"CUDA_VISIBLE_DEVICES", "0"}}) {
-    http::Client client(http::Endpoint{"127.0.0.1", port_}, std::chrono::seconds(5));
-    healthy_ = testing::WaitUntil([&] {
-      auto reply = client.Get("/health");
-      return reply && reply.value().status == 200;
-    });
-  }
-  ~FakeService() {
-    int pid = child_.pid();
-    child_.Signal(SIGKILL);
-    child_.Wait();
-    EXPECT_FALSE(ProcessAlive(pid));
-  }
-
-  bool healthy() const { return healthy_; }
-  std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
-  std::string Output() const { return child_.Output(); }
-
- private:
-  static std::vector<std::string> Argv(int port, std::vector<std::string> extra) {
-    std::vector<std::string> argv = {FakeServiceBinary(), "--port", std::to_string(port), "--name",
-                                     "fake"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return argv;
-  }
-
-  testing::TempDir dir_;
-  int port_;
-  ChildProcess child_;
-  bool healthy_ = false;
-};
 
 Result<Outcome> Execute(RunFixture& fixture, const std::string& service_url) {
   HttpConnector connector;

@@ -1,9 +1,13 @@
-// gpuq-fake-service: a stand-in for a GPU inference service (ComfyUI, CosyVoice, an LLM
-// server) that tests and the demo start as a real process.
+// gpuq-fake-service: a stand-in for a GPU inference service (ComfyUI, A1111, CosyVoice, Ollama,
+// or a generic one) that tests and the demo start as a real process.
 //
-//   gpuq-fake-service --port N [--name NAME] [--vram-mb N] [--startup-ms N] [--work-ms N]
-//                     [--fail-health] [--exit-after-ms N] [--ignore-sigterm] [--no-pdeathsig]
+//   gpuq-fake-service --port N [--name NAME] [--personality P] [--vram-mb N] [--startup-ms N]
+//                     [--work-ms N] [--fault MODE] [--data-dir DIR] [--fail-health]
+//                     [--exit-after-ms N] [--ignore-sigterm] [--no-pdeathsig]
 //
+// - --personality generic (default) | comfyui | a1111 | cosyvoice | ollama: the protocol it
+//   speaks besides the generic routes below (see each personality's file for its routes, how
+//   --work-ms paces it and the --fault modes it knows).
 // - --port defaults to $PORT.
 // - Dies with its parent: PR_SET_PDEATHSIG(SIGTERM) (SIGKILL with --ignore-sigterm, which would
 //   otherwise make it immortal), and exits at once when its parent is already gone (reparented
@@ -28,6 +32,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <memory>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,7 +42,13 @@
 #include <string_view>
 #include <thread>
 
+#include "testing/fake_service/fake_server.hpp"
+
 namespace {
+
+using gpuq::fake::Exchange;
+using gpuq::fake::Log;
+using gpuq::fake::Options;
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -45,22 +56,12 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Json = nlohmann::json;
 
-struct Options {
-  int port = 0;
-  std::string name = "fake";
-  int vram_mb = 0;
-  int startup_ms = 0;
-  int work_ms = 0;
-  bool fail_health = false;
-  std::optional<int> exit_after_ms;
-  bool ignore_sigterm = false;
-  bool no_pdeathsig = false;
-};
 
 [[noreturn]] void Usage(std::string_view problem) {
   std::fprintf(stderr,
                "gpuq-fake-service: %.*s\nusage: gpuq-fake-service --port N [--name NAME] "
-               "[--vram-mb N] [--startup-ms N] [--work-ms N] [--fail-health] "
+               "[--personality generic|comfyui|a1111|cosyvoice|ollama] [--vram-mb N] "
+               "[--startup-ms N] [--work-ms N] [--fault MODE] [--data-dir DIR] [--fail-health] "
                "[--exit-after-ms N] [--ignore-sigterm] [--no-pdeathsig]\n",
                static_cast<int>(problem.size()), problem.data());
   std::exit(2);
@@ -89,6 +90,12 @@ Options ParseOptions(int argc, char** argv) {
       has_port = true;
     } else if (flag == "--name") {
       options.name = value();
+    } else if (flag == "--personality") {
+      options.personality = value();
+    } else if (flag == "--fault") {
+      options.fault = value();
+    } else if (flag == "--data-dir") {
+      options.data_dir = value();
     } else if (flag == "--vram-mb") {
       options.vram_mb = ParseCount(flag, value());
     } else if (flag == "--startup-ms") {
@@ -116,11 +123,6 @@ Options ParseOptions(int argc, char** argv) {
   return options;
 }
 
-// Lines from several connection threads: one fputs per line, which stdio locks.
-void Log(const std::string& line) {
-  std::fputs((line + "\n").c_str(), stdout);
-  std::fflush(stdout);
-}
 
 [[noreturn]] void Exit(int code, const std::string& why) {
   Log(why);
@@ -130,31 +132,26 @@ void Log(const std::string& line) {
 struct Service {
   Options options;
   std::string gpu;
+  std::unique_ptr<gpuq::fake::Personality> personality;  // nullptr: generic only
 
-  http::response<http::string_body> Handle(const http::request<http::string_body>& req) {
-    auto reply = [&](http::status status, const Json& body) {
-      http::response<http::string_body> res{status, req.version()};
-      res.set(http::field::content_type, "application/json");
-      res.keep_alive(req.keep_alive());
-      res.body() = body.dump();
-      res.prepare_payload();
-      return res;
-    };
-    std::string_view target = req.target();
-    if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-    if (target == "/health" && req.method() == http::verb::get) {
+  // The routes every personality has: /health (what gpuq's health checks poll) and /work.
+  void HandleGeneric(Exchange& ex) {
+    std::string_view path = ex.Path();
+    if (path == "/health" && ex.Method() == "GET") {
       Json body = {{"status", options.fail_health ? "failing" : "ok"},
                    {"name", options.name},
+                   {"personality", options.personality},
                    {"vram_mb", options.vram_mb},
                    {"gpu", gpu},
                    {"port", options.port}};
-      return reply(options.fail_health ? http::status::internal_server_error : http::status::ok,
-                   body);
+      ex.Reply(options.fail_health ? http::status::internal_server_error : http::status::ok, body);
+      return;
     }
-    if (target == "/work" && req.method() == http::verb::post) {
-      Json input = req.body().empty() ? Json::object() : Json::parse(req.body(), nullptr, false);
+    if (path == "/work" && ex.Method() == "POST") {
+      Json input = ex.request.body().empty() ? Json::object() : ex.BodyJson();
       if (input.is_discarded() || !input.is_object()) {
-        return reply(http::status::bad_request, {{"error", "body must be a JSON object"}});
+        ex.Reply(http::status::bad_request, Json{{"error", "body must be a JSON object"}});
+        return;
       }
       int sleep_ms = options.work_ms;
       if (auto it = input.find("sleep_ms"); it != input.end() && it->is_number()) {
@@ -165,18 +162,22 @@ struct Service {
       std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
       if (auto it = input.find("fail"); it != input.end()) {
         if (it->is_string()) {
-          return reply(http::status::internal_server_error, {{"error", it->get<std::string>()}});
+          ex.Reply(http::status::internal_server_error, Json{{"error", it->get<std::string>()}});
+          return;
         }
         if (it->is_boolean() && it->get<bool>()) {
-          return reply(http::status::internal_server_error,
-                       {{"error", fmt::format("{} failed the work as asked", options.name)}});
+          ex.Reply(http::status::internal_server_error,
+                   Json{{"error", fmt::format("{} failed the work as asked", options.name)}});
+          return;
         }
       }
-      return reply(
-          http::status::ok,
-          {{"service", options.name}, {"gpu", gpu}, {"port", options.port}, {"input", input}});
+      ex.Reply(http::status::ok, Json{{"service", options.name},
+                                      {"gpu", gpu},
+                                      {"port", options.port},
+                                      {"input", input}});
+      return;
     }
-    return reply(http::status::not_found, {{"error", fmt::format("no route {}", target)}});
+    ex.Reply(http::status::not_found, Json{{"error", fmt::format("no route {}", path)}});
   }
 
   void Serve(tcp::socket socket) {
@@ -186,11 +187,11 @@ struct Service {
       http::request<http::string_body> req;
       http::read(socket, buffer, req, ec);
       if (ec) break;
-      auto res = Handle(req);
+      Exchange ex(socket, buffer, req, options, gpu);
+      if (!personality || !personality->Handle(ex)) HandleGeneric(ex);
       Log(fmt::format("{} {} {} {}", options.name, std::string_view(req.method_string()),
-                      std::string_view(req.target()), res.result_int()));
-      http::write(socket, res, ec);
-      if (ec || !res.keep_alive()) break;
+                      std::string_view(req.target()), ex.status_sent));
+      if (ex.done) return;  // dropped, closed, or taken over (a WebSocket)
     }
     socket.shutdown(tcp::socket::shutdown_both, ec);
   }
@@ -199,8 +200,15 @@ struct Service {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Service service{ParseOptions(argc, argv), {}};
+  Service service{ParseOptions(argc, argv), {}, nullptr};
   const Options& options = service.options;
+  if (options.personality != "generic") {
+    service.personality = gpuq::fake::MakePersonality(options);
+    if (!service.personality) {
+      Usage(fmt::format("unknown personality '{}' (generic, comfyui, a1111, cosyvoice, ollama)",
+                        options.personality));
+    }
+  }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
   if (!options.no_pdeathsig) {
@@ -264,3 +272,15 @@ int main(int argc, char** argv) {
     }).detach();
   }
 }
+
+namespace gpuq::fake {
+
+std::unique_ptr<Personality> MakePersonality(const Options& options) {
+  if (options.personality == "comfyui") return MakeComfyUi(options);
+  if (options.personality == "a1111") return MakeA1111(options);
+  if (options.personality == "cosyvoice") return MakeCosyVoice(options);
+  if (options.personality == "ollama") return MakeOllama(options);
+  return nullptr;
+}
+
+}  // namespace gpuq::fake
