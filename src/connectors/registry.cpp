@@ -1,7 +1,4 @@
-#include "connectors/command/command_connector.hpp"
 #include "connectors/connector.hpp"
-#include "connectors/echo/echo_connector.hpp"
-#include "connectors/http/http_connector.hpp"
 
 namespace gpuq::connectors {
 
@@ -27,15 +24,6 @@ std::vector<SettingProblem> Connector::CheckSettings(const TaskType& type) const
     problems.push_back({key, "unknown setting"});
   }
   return problems;
-}
-
-ConnectorRegistry BuiltinConnectors(const ConnectorOptions& options) {
-  (void)options;
-  ConnectorRegistry registry;
-  registry.Add("echo", std::make_unique<EchoConnector>());
-  registry.Add("command", std::make_unique<CommandConnector>());
-  registry.Add("http", std::make_unique<HttpConnector>());
-  return registry;
 }
 
 }  // namespace gpuq::connectors
