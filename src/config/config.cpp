@@ -5,6 +5,7 @@
 #include <charconv>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -225,6 +226,36 @@ std::optional<Config> ReadFile(const fs::path& file, std::vector<Problem>* probl
   return config;
 }
 
+namespace {
+
+// The notes' COMFYUI_URL / COSYVOICE_URL: the service of that name becomes an external one at
+// that URL (health-checked at `health_path`, never started or stopped, no VRAM tracked), and
+// the task type of the same name runs through it with no other configuration.
+void UseExternalService(Config& config, const std::string& name, const std::string& url,
+                        const std::string& health_path) {
+  std::string base = url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  ServiceSpec& service = config.services[name];
+  ServiceSpec external;
+  external.name = name;
+  external.kind = ServiceKind::kExternal;
+  external.url = base;
+  external.health_url = base + health_path;
+  external.priority = service.priority;
+  external.max_concurrency = service.max_concurrency;
+  external.phases = service.phases;
+  service = std::move(external);
+  auto [it, added] = config.task_types.try_emplace(name);
+  if (added) {
+    it->second.name = name;
+    it->second.connector = name;
+    it->second.description = fmt::format("{} at {} (from the environment)", name, base);
+  }
+  if (it->second.service.empty()) it->second.service = name;
+}
+
+}  // namespace
+
 void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv getenv) {
   auto get = [&](const char* name) -> std::optional<std::string> {
     const char* v = getenv(name);
@@ -235,6 +266,16 @@ void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv get
   if (auto v = get("GPUQ_DATA_DIR")) config.data_dir = *v;
   if (auto v = get("GPUQ_STORE")) config.store.url = *v;
   if (auto v = get("ASSET_PATH")) config.asset_path = *v;
+  for (auto [variable, name, health] : {std::tuple{"COMFYUI_URL", "comfyui", "/system_stats"},
+                                        std::tuple{"COSYVOICE_URL", "cosyvoice", "/docs"}}) {
+    auto v = get(variable);
+    if (!v) continue;
+    if (!v->starts_with("http://")) {
+      problems->push_back({variable, "must be an http:// URL"});
+      continue;
+    }
+    UseExternalService(config, name, *v, health);
+  }
   if (auto v = get("GPUQ_LISTEN")) {
     auto parsed = ParseListen(*v);
     if (!parsed) {

@@ -211,6 +211,50 @@ TEST(Config, EnvironmentOverridesTheFile) {
   EXPECT_EQ(c.asset_path, "/srv/assets");
 }
 
+const char* NotesUrls(const char* name) {
+  std::string n(name);
+  if (n == "COMFYUI_URL") return "http://comfy.lan:8188/";
+  if (n == "COSYVOICE_URL") return "http://127.0.0.1:50000";
+  return nullptr;
+}
+
+TEST(Config, ComfyUiAndCosyVoiceUrlsMakeExternalServicesWithTheirTaskTypes) {
+  Config c = Defaults();
+  // A file's process service of the same name is replaced: the environment wins.
+  c.services["comfyui"].kind = ServiceKind::kProcess;
+  c.services["comfyui"].argv = {"/opt/comfy/main.py"};
+  c.services["comfyui"].priority = 70;
+  std::vector<Problem> problems;
+
+  ApplyEnvironment(c, &problems, [](const char* n) { return const_cast<char*>(NotesUrls(n)); });
+
+  EXPECT_TRUE(problems.empty()) << Describe(problems);
+  const auto& comfy = c.services.at("comfyui");
+  EXPECT_EQ(comfy.kind, ServiceKind::kExternal);
+  EXPECT_EQ(comfy.url, "http://comfy.lan:8188");
+  EXPECT_EQ(comfy.health_url, "http://comfy.lan:8188/system_stats");
+  EXPECT_TRUE(comfy.argv.empty());
+  EXPECT_EQ(comfy.priority, 70);
+  EXPECT_EQ(c.services.at("cosyvoice").health_url, "http://127.0.0.1:50000/docs");
+  EXPECT_EQ(c.task_types.at("comfyui").connector, "comfyui");
+  EXPECT_EQ(c.task_types.at("comfyui").service, "comfyui");
+  EXPECT_EQ(c.task_types.at("cosyvoice").connector, "cosyvoice");
+  EXPECT_EQ(c.task_types.at("cosyvoice").service, "cosyvoice");
+
+  Finalize(c, {"echo", "command", "comfyui", "cosyvoice"}, &problems);
+  EXPECT_TRUE(problems.empty()) << Describe(problems);
+}
+
+TEST(Config, AServiceUrlThatIsNotHttpIsAProblem) {
+  Config c = Defaults();
+  std::vector<Problem> problems;
+  ApplyEnvironment(c, &problems, [](const char* n) {
+    return std::string(n) == "COMFYUI_URL" ? const_cast<char*>("comfy:8188") : nullptr;
+  });
+  EXPECT_THAT(problems, Contains(ProblemAt("COMFYUI_URL", "http://")));
+  EXPECT_FALSE(c.services.contains("comfyui"));
+}
+
 TEST(Config, ParseListenAcceptsHostPortAndIpv6) {
   EXPECT_EQ(ParseListen("127.0.0.1:80").value(), (std::pair<std::string, int>{"127.0.0.1", 80}));
   EXPECT_EQ(ParseListen("[::1]:8000").value(), (std::pair<std::string, int>{"::1", 8000}));

@@ -127,6 +127,16 @@ Result<void> Manager::Start() {
   if (!memory) return memory.error();
   std::vector<int> seen;
   for (const auto& m : memory.value()) seen.push_back(m.index);
+  // No GPU seen (backend none) and only external services (COMFYUI_URL=...): they need no VRAM
+  // tracking but still a worker to serve their runs, so they get one untracked slot.
+  bool all_external = !options_.services.empty();
+  for (const auto& [name, service] : options_.services) {
+    all_external = all_external && service.kind == ServiceKind::kExternal;
+  }
+  if (seen.empty() && all_external && options_.gpus.empty()) {
+    memory.value().push_back(GpuMemory{.index = 0, .name = "untracked"});
+    seen.push_back(0);
+  }
   std::vector<int> owned = options_.gpus.empty() ? seen : options_.gpus;
   for (int index : owned) {
     const GpuMemory* m = FindMemory(memory.value(), index);

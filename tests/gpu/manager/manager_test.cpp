@@ -283,3 +283,39 @@ TEST_F(ManagerTest, ReportShowsDeclaredAndMeasuredMemory) {
 
 }  // namespace
 }  // namespace gpuq::gpu
+
+namespace gpuq::gpu {
+namespace {
+
+// COMFYUI_URL=... on a machine without a GPU: backend none sees no GPU, yet the external
+// service gets one untracked slot so its runs have a worker.
+TEST(ManagerExternalOnly, ExternalServicesGetAnUntrackedSlotWithoutAnyGpu) {
+  TempDir dir;
+  int port = FreePort();
+  testing::ChildProcess fake({std::string(GPUQ_BINARY_DIR) + "/gpuq-fake-service", "--port",
+                              std::to_string(port), "--name", "comfy"},
+                             dir / "fake.log");
+  ServiceSpec spec;
+  spec.name = "comfyui";
+  spec.kind = ServiceKind::kExternal;
+  spec.url = fmt::format("http://127.0.0.1:{}", port);
+  spec.health_url = spec.url + "/health";
+  spec.health_timeout = 30s;
+  auto vram = OpenVram(VramOptions{.backend = "none"});
+  ASSERT_TRUE(vram) << vram.error().message;
+  ManualClock clock;
+  Manager manager(
+      *vram.value(), [](const InstanceSpec& s) { return MakeExternalRuntime(s); }, clock,
+      ManagerOptions{.host = "test", .data_dir = dir.path(), .services = {{"comfyui", spec}}});
+  ASSERT_TRUE(manager.Start());
+
+  EXPECT_EQ(manager.Gpus(), std::vector<int>{0});
+  std::stop_source stop;
+  auto lease = manager.Acquire("comfyui", 0, 50, stop.get_token(), "run-1");
+  ASSERT_TRUE(lease) << lease.error().message;
+  EXPECT_EQ(lease.value().base_url(), spec.url);
+  EXPECT_TRUE(lease.value().gpu_uuid().empty());
+}
+
+}  // namespace
+}  // namespace gpuq::gpu
