@@ -266,6 +266,12 @@ void ApplyEnvironment(Config& config, std::vector<Problem>* problems, GetEnv get
   if (auto v = get("GPUQ_DATA_DIR")) config.data_dir = *v;
   if (auto v = get("GPUQ_STORE")) config.store.url = *v;
   if (auto v = get("ASSET_PATH")) config.asset_path = *v;
+  // Docker's own variable. Only a unix socket is spoken here; another kind (tcp://) is left
+  // alone rather than refused, since it may be meant for other tools on a host without docker
+  // services.
+  if (auto v = get("DOCKER_HOST"); v && v->starts_with("unix://")) {
+    config.gpu.docker_socket = v->substr(7);
+  }
   for (auto [variable, name, health] : {std::tuple{"COMFYUI_URL", "comfyui", "/system_stats"},
                                         std::tuple{"COSYVOICE_URL", "cosyvoice", "/docs"}}) {
     auto v = get(variable);

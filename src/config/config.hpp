@@ -96,7 +96,8 @@ Result<Config> LoadFile(const std::filesystem::path& file, std::vector<Problem>*
 std::optional<Config> ReadFile(const std::filesystem::path& file, std::vector<Problem>* problems);
 
 // The notes' environment variables (and GPUQ_*): GPUQ_TOKEN, GPUQ_DATA_DIR, GPUQ_STORE,
-// GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH, GPUQ_GPUS ("0,1": the GPUs this
+// GPUQ_LISTEN, REDIS_HOST/REDIS_PORT (store url), ASSET_PATH, DOCKER_HOST (unix://),
+// COMFYUI_URL / COSYVOICE_URL (an external service and its task type), GPUQ_GPUS ("0,1": the GPUs this
 // agent owns, replacing [gpu].gpus; a malformed list is a problem named "GPUQ_GPUS").
 // `getenv` is injectable for tests.
 using GetEnv = char* (*)(const char*);

@@ -194,6 +194,7 @@ const char* FakeEnv(const char* name) {
   if (n == "REDIS_HOST") return "redis.local";
   if (n == "GPUQ_LISTEN") return "0.0.0.0:7000";
   if (n == "ASSET_PATH") return "/srv/assets";
+  if (n == "DOCKER_HOST") return "unix:///run/user/1000/docker.sock";
   return nullptr;
 }
 
@@ -209,6 +210,7 @@ TEST(Config, EnvironmentOverridesTheFile) {
   EXPECT_EQ(c.server.host, "0.0.0.0");
   EXPECT_EQ(c.server.port, 7000);
   EXPECT_EQ(c.asset_path, "/srv/assets");
+  EXPECT_EQ(c.gpu.docker_socket, "/run/user/1000/docker.sock");
 }
 
 const char* NotesUrls(const char* name) {

@@ -29,11 +29,21 @@ std::string Cluster::server_url() const { return "http://127.0.0.1:" + std::to_s
 
 std::unique_ptr<testing::ChildProcess> Cluster::StartServer(bool no_agent,
                                                             const std::string& agent_id) {
+  std::vector<std::string> args = {"--agent-id", agent_id};
+  if (no_agent) args.push_back("--no-agent");
+  return StartServerWith(dir_ / "gpuq.toml", args);
+}
+
+std::unique_ptr<testing::ChildProcess> Cluster::StartServerWith(
+    const std::filesystem::path& config, const std::vector<std::string>& args,
+    const std::map<std::string, std::string>& env) {
   std::vector<std::string> argv = {testing::GpuqBinary().string(), "serve", "--config",
-                                   (dir_ / "gpuq.toml").string(), "--agent-id", agent_id};
-  if (no_agent) argv.push_back("--no-agent");
+                                   config.string(), "--listen",
+                                   "127.0.0.1:" + std::to_string(port_), "--data-dir",
+                                   data_dir().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
   auto log = dir_ / ("server-" + std::to_string(++processes_) + ".log");
-  auto child = std::make_unique<testing::ChildProcess>(argv, log);
+  auto child = std::make_unique<testing::ChildProcess>(argv, log, env);
   http::Client client({"127.0.0.1", port_}, std::chrono::seconds(2));
   bool up = testing::WaitUntil([&] {
     auto r = client.Get("/health");

@@ -1,5 +1,7 @@
 #pragma once
 // End-to-end helpers: the real `gpuq` binary started as child processes on a temp data dir.
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +28,11 @@ class Cluster {
   // Starts `gpuq serve` (with an agent unless no_agent) and waits until /health answers.
   std::unique_ptr<testing::ChildProcess> StartServer(bool no_agent = false,
                                                      const std::string& agent_id = "srv");
+  // Starts `gpuq serve --config FILE` on this cluster's port and data dir (the flags override
+  // the file's) with extra arguments and environment; waits until /health answers.
+  std::unique_ptr<testing::ChildProcess> StartServerWith(
+      const std::filesystem::path& config, const std::vector<std::string>& args = {},
+      const std::map<std::string, std::string>& env = {});
   // Starts `gpuq agent --agent-id ID`.
   std::unique_ptr<testing::ChildProcess> StartAgent(const std::string& agent_id);
 
