@@ -149,6 +149,8 @@ Result<void> Agent::StartGpuSide(std::map<std::string, Route> routes) {
         return gpu::MakeDockerRuntime(spec, *s.docker);
       case ServiceKind::kExternal:
         return gpu::MakeExternalRuntime(spec);
+      case ServiceKind::kSlot:
+        return gpu::MakeSlotRuntime(spec);
     }
     return nullptr;
   };

@@ -174,9 +174,9 @@ void ReadService(Reader& r, const std::string& name, const toml::table& t, Servi
       spec.kind = *kind;
     } else if (kind_known = false; t.get("kind")->is_string()) {
       r.Report(prefix + ".kind", word == "native"
-                                     ? "must be process, docker or external (the notes' "
+                                     ? "must be process, docker, external or slot (the notes' "
                                        "'native' is 'process')"
-                                     : "must be process, docker or external");
+                                     : "must be process, docker, external or slot");
     }
   }
   for (std::string_view key : kProcessOnly) {
@@ -285,9 +285,13 @@ void CheckService(const Config& config, const std::set<int>* available, ServiceS
       if (spec.url.empty()) report("url", "an external service needs its url");
       if (spec.health_url.empty()) spec.health_url = spec.url;
       break;
+    case ServiceKind::kSlot:
+      if (!spec.health_url.empty()) report("health_url", "a slot runs nothing to check");
+      if (!spec.url.empty()) report("url", "a slot runs nothing to reach");
+      break;
   }
   if (managed) {
-    if (spec.health_url.empty()) {
+    if (spec.health_url.empty() && spec.kind != ServiceKind::kSlot) {
       report("health_url", fmt::format("a {} service needs a health_url", ToString(spec.kind)));
     }
     if (spec.vram_mb <= 0) report("vram_mb", "must be a positive integer");

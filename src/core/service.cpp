@@ -10,12 +10,15 @@ const char* ToString(ServiceKind kind) {
       return "docker";
     case ServiceKind::kExternal:
       return "external";
+    case ServiceKind::kSlot:
+      return "slot";
   }
   return "process";
 }
 
 std::optional<ServiceKind> ParseServiceKind(std::string_view word) {
-  for (ServiceKind k : {ServiceKind::kProcess, ServiceKind::kDocker, ServiceKind::kExternal}) {
+  for (ServiceKind k : {ServiceKind::kProcess, ServiceKind::kDocker, ServiceKind::kExternal,
+                        ServiceKind::kSlot}) {
     if (word == ToString(k)) return k;
   }
   return std::nullopt;

@@ -10,14 +10,16 @@
 
 namespace gpuq {
 
-// How a service is started and stopped (gpu/runtime).
-enum class ServiceKind { kProcess, kDocker, kExternal };
+// How a service is started and stopped (gpu/runtime). A `slot` runs nothing: it reserves its
+// vram_mb on a GPU while runs use it (one-shot work such as a container per run), so placement
+// makes room for that work like for any service.
+enum class ServiceKind { kProcess, kDocker, kExternal, kSlot };
 
 // The notes' service states. `unknown` before the first look; `busy` = serving at least one run.
 enum class ServiceState { kUnknown, kStopped, kStarting, kReady, kBusy, kStopping, kError };
 
 const char* ToString(ServiceKind kind);
-std::optional<ServiceKind> ParseServiceKind(std::string_view word);  // "process"|"docker"|"external"
+std::optional<ServiceKind> ParseServiceKind(std::string_view word);  // process|docker|external|slot
 const char* ToString(ServiceState state);
 std::optional<ServiceState> ParseServiceState(std::string_view word);
 

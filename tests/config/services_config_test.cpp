@@ -60,6 +60,15 @@ TEST(ServicesConfig, DefaultsHaveTheNotesPhasesAndNoServices) {
   EXPECT_EQ(c.gpu.vram_backend, "auto");
 }
 
+TEST(ServicesConfig, ASlotNeedsOnlyItsMemory) {
+  gpuq::testing::TempDir dir;
+
+  auto checked = Check(dir, "[services.gpu_job]\nkind = \"slot\"\nvram_mb = 8000\n");
+
+  EXPECT_THAT(checked.problems, IsEmpty()) << Describe(checked.problems);
+  EXPECT_EQ(checked.config->services.at("gpu_job").kind, ServiceKind::kSlot);
+}
+
 TEST(ServicesConfig, AMinimalProcessServiceHasNoProblems) {
   gpuq::testing::TempDir dir;
 
@@ -294,6 +303,11 @@ std::vector<RuleCase> RuleCases() {
       {"external takes no container", external + "url = \"http://h/\"\ncontainer = \"c\"\n",
        "services.e.container", "only for kind docker"},
       {"urls are http", external + "url = \"gpu-box:80\"\n", "services.e.url", "http://"},
+      {"slot needs vram", "[services.g]\nkind = \"slot\"\n", "services.g.vram_mb", "positive"},
+      {"slot has no health_url", "[services.g]\nkind = \"slot\"\nvram_mb = 8\nhealth_url = \"http://h/\"\n",
+       "services.g.health_url", "runs nothing"},
+      {"slot takes no argv", "[services.g]\nkind = \"slot\"\nvram_mb = 8\nargv = [\"/x\"]\n",
+       "services.g.argv", "only for kind process"},
       {"base_port in range", WithProcess("base_port = 70000\n"), "services.s.base_port",
        "between 1 and 65535"},
       {"base_port + gpu in range", WithProcess("base_port = 65535\ngpus = [1]\n"),

@@ -76,6 +76,16 @@ Result<void> ServiceInstance::Start(std::stop_token stop) {
     SetState(ServiceState::kReady);
     return Ok();
   }
+  if (slot()) {  // nothing to launch or check: the reservation is the whole start
+    (void)runtime_->Start();
+    Charge(spec().vram_mb);
+    {
+      std::lock_guard lock(mutex_);
+      last_used_ = clock_.Now();
+    }
+    SetState(ServiceState::kReady);
+    return Ok();
+  }
   auto began = std::chrono::steady_clock::now();
   bool adopted_starting = state() == ServiceState::kStarting && runtime_->Running();
   SetState(ServiceState::kStarting);

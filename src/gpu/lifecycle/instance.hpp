@@ -44,6 +44,7 @@ class ServiceInstance {
   const std::string& base_url() const { return options_.base_url; }
   const std::string& key() const { return options_.spec.key; }
   bool external() const { return spec().kind == ServiceKind::kExternal; }
+  bool slot() const { return spec().kind == ServiceKind::kSlot; }
 
   // Takes over an instance that is already running and healthy (after an agent restart).
   // External instances are always "adopted". true when it is now ready.

@@ -79,6 +79,8 @@ Result<InstanceOptions> MakeInstanceOptions(const ServiceSpec& service, int gpu,
   InstanceOptions instance{.spec = spec, .health_interval = options.health_interval};
   if (!spec.service.url.empty()) {
     instance.base_url = spec.service.url;
+  } else if (spec.service.kind == ServiceKind::kSlot) {
+    instance.base_url.clear();  // nothing to reach: the run's connector brings its own work
   } else {
     instance.base_url = fmt::format("http://127.0.0.1:{}", port);
   }

@@ -79,5 +79,7 @@ std::unique_ptr<ServiceRuntime> MakeProcessRuntime(InstanceSpec spec);
 // `docker` outlives the runtime.
 std::unique_ptr<ServiceRuntime> MakeDockerRuntime(InstanceSpec spec, http::DockerClient& docker);
 std::unique_ptr<ServiceRuntime> MakeExternalRuntime(InstanceSpec spec);
+// slot: nothing runs; "running" from Start() until Stop(). Never adopted.
+std::unique_ptr<ServiceRuntime> MakeSlotRuntime(InstanceSpec spec);
 
 }  // namespace gpuq::gpu

@@ -72,7 +72,12 @@ class ManagerTest : public ::testing::Test {
 
   std::unique_ptr<Manager> MakeManager(std::map<std::string, ServiceSpec> services) {
     return std::make_unique<Manager>(
-        *vram_, [](const InstanceSpec& spec) { return MakeProcessRuntime(spec); }, clock_,
+        *vram_,
+        [](const InstanceSpec& spec) {
+          return spec.service.kind == ServiceKind::kSlot ? MakeSlotRuntime(spec)
+                                                          : MakeProcessRuntime(spec);
+        },
+        clock_,
         ManagerOptions{
             .host = "test",
             .reserve_mb = 512,
@@ -264,6 +269,36 @@ TEST_F(ManagerTest, RestartedManagerAdoptsTheRunningInstance) {
 
   EXPECT_EQ(State("cosyvoice"), ServiceState::kReady);
   EXPECT_EQ(manager_->Report().gpus[0].services["cosyvoice"].pid, pid);
+}
+
+// A slot (a container per run) runs nothing, yet placement makes room for its memory: it evicts
+// an idle service, charges the ledger while held, and gives the memory back when stopped.
+TEST_F(ManagerTest, SlotReservesMemoryAndEvictsLikeAService) {
+  auto services = NotesServices();
+  ServiceSpec slot;
+  slot.name = "gpu_job";
+  slot.kind = ServiceKind::kSlot;
+  slot.vram_mb = 16000;
+  slot.priority = 60;
+  slot.warm_time = 0s;
+  services[slot.name] = slot;
+  Open(std::move(services));
+  ASSERT_TRUE(manager_->StartService("comfyui").success);
+  std::stop_source stop;
+
+  {
+    auto lease = manager_->Acquire("gpu_job", 0, 60, stop.get_token(), "run-1");
+
+    ASSERT_TRUE(lease) << lease.error().message;
+    EXPECT_TRUE(lease.value().base_url().empty());
+    EXPECT_EQ(State("comfyui"), ServiceState::kStopped);
+    EXPECT_EQ(State("gpu_job"), ServiceState::kBusy);
+    EXPECT_EQ(UsedMb(), 16000);
+  }
+  EXPECT_EQ(State("gpu_job"), ServiceState::kReady);
+  ASSERT_TRUE(manager_->StopService("gpu_job", false).success);
+  EXPECT_EQ(State("gpu_job"), ServiceState::kStopped);
+  EXPECT_EQ(UsedMb(), 0);
 }
 
 TEST_F(ManagerTest, ReportShowsDeclaredAndMeasuredMemory) {
