@@ -183,22 +183,21 @@ Result<Request> ReadRequest(const Settings& settings, const Json& payload) {
     std::string text = it->is_string() ? it->get<std::string>() : "";
     fs::path path = fs::path(text).lexically_normal();
     bool inside = !text.empty() && !path.has_root_path() && !path.empty() && path != "." &&
-                  *path.begin() != ".." && !path.filename().empty() &&
-                  *path.begin() != "logs" && path != "props.json" &&
-                  !LooksLikeFlagOrIsOdd(text);
+                  *path.begin() != ".." && !path.filename().empty() && *path.begin() != "logs" &&
+                  path != "props.json" && !LooksLikeFlagOrIsOdd(text);
     if (!inside) {
-      return Invalid(fmt::format(
-          "remotion payload: output '{}' must be a file name inside the run dir (like "
-          "\"out.mp4\"; no absolute path, no '..', not logs/ or props.json)",
-          text));
+      return Invalid(
+          fmt::format("remotion payload: output '{}' must be a file name inside the run dir (like "
+                      "\"out.mp4\"; no absolute path, no '..', not logs/ or props.json)",
+                      text));
     }
     request.output = path;
   }
   if (auto it = payload.find("frames"); it != payload.end()) {
     static const std::regex range(R"(^(\d{1,9})(?:-(\d{1,9})?)?$)");
-    std::string text = it->is_number_unsigned() ? std::to_string(it->get<uint64_t>())
-                       : it->is_string()        ? it->get<std::string>()
-                                                : "";
+    std::string text = it->is_number_integer() ? std::to_string(it->get<int64_t>())
+                       : it->is_string()       ? it->get<std::string>()
+                                               : "";
     std::smatch match;
     bool ok = std::regex_match(text, match, range);
     if (ok && match[2].matched) ok = std::stol(match[1].str()) <= std::stol(match[2].str());
@@ -248,10 +247,10 @@ fs::path FindInPath(const std::string& name, const std::vector<std::string>& env
 }
 
 Error NotInstalled(const TaskType& type, const Settings& settings, const std::string& why) {
-  return Invalid(fmt::format(
-      "Remotion is not installed: {}. Install it with `npm i --save-exact remotion "
-      "@remotion/cli` in {}, or set task_types.{}.remotion_bin to the remotion CLI",
-      why, settings.project_dir.string(), type.name));
+  return Invalid(
+      fmt::format("Remotion is not installed: {}. Install it with `npm i --save-exact remotion "
+                  "@remotion/cli` in {}, or set task_types.{}.remotion_bin to the remotion CLI",
+                  why, settings.project_dir.string(), type.name));
 }
 
 // The command that starts the CLI, up to (not including) "render".
@@ -269,8 +268,8 @@ Result<std::vector<std::string>> RemotionCommand(const TaskType& type, const Set
     }
     fs::path path = settings.project_dir / bin;  // an absolute bin replaces project_dir
     if (!fs::exists(path, ec)) {
-      return NotInstalled(type, settings, fmt::format("remotion_bin {} does not exist",
-                                                      path.string()));
+      return NotInstalled(type, settings,
+                          fmt::format("remotion_bin {} does not exist", path.string()));
     }
     return std::vector<std::string>{path.string()};
   }
@@ -278,8 +277,7 @@ Result<std::vector<std::string>> RemotionCommand(const TaskType& type, const Set
   if (fs::exists(local, ec)) return std::vector<std::string>{local.string()};
   fs::path npx = FindInPath("npx", env);
   if (npx.empty()) {
-    return NotInstalled(type, settings,
-                        fmt::format("no {} and no npx on PATH", local.string()));
+    return NotInstalled(type, settings, fmt::format("no {} and no npx on PATH", local.string()));
   }
   // --no: npx must never download a package in the middle of a run (without a TTY it would
   // install whatever "remotion" resolves to without asking).
@@ -377,8 +375,9 @@ Result<Outcome> RemotionConnector::Execute(RunContext& ctx) {
   }
   bool is_url = settings.entry_point.find("://") != std::string::npos;
   if (!is_url && !fs::exists(settings.project_dir / settings.entry_point, ec)) {
-    return Invalid(fmt::format("remotion entry point {} not found in {} (task_types.{}.entry_point)",
-                               settings.entry_point, settings.project_dir.string(), type.name));
+    return Invalid(
+        fmt::format("remotion entry point {} not found in {} (task_types.{}.entry_point)",
+                    settings.entry_point, settings.project_dir.string(), type.name));
   }
   if (ctx.stop.stop_requested()) return Error{Errc::kUnavailable, "remotion render stopped"};
 

@@ -12,10 +12,11 @@ namespace gpuq::connectors {
 class RenderOutput {
  public:
   // Reads one line (no newline; ANSI colour codes and surrounding blanks are ignored). Returns
-  // the progress after a progress line, with a message ("rendering 12/300"), else std::nullopt. Understood, anywhere after leading
-  // blanks: "Bundling 45%", "Rendered|Rendering a/b" (also "Rendering frames a/b"),
-  // "Stitched|Stitching|Encoded|Encoding a/b". Progress is 0.3 * bundle + 0.6 * render +
-  // 0.1 * stitch and never goes back; a render or stitch line means bundling is done.
+  // the progress after a progress line, with a message ("rendering 12/300"), else std::nullopt.
+  // Understood, anywhere after leading blanks: "Bundling 45%", "Rendered|Rendering a/b" (also
+  // "Rendering frames a/b"), "Stitched|Stitching|Encoded|Encoding a/b". Progress is 0.3 * bundle +
+  // 0.6 * render + 0.1 * stitch and never goes back; a render or stitch line means bundling is
+  // done.
   std::optional<Progress> Feed(std::string_view line);
 
   // A final "Rendered N/N" or "Stitched N/N" (or an older or Encod- form) was seen.

@@ -108,10 +108,11 @@ void WritePidFile(pid_t child) {
 
 void WriteOutput(const std::filesystem::path& output, size_t bytes) {
   // An 'ftyp' box (32 bytes: isom, minor 0x200, isom iso2 avc1 mp41), then a 'free' box.
-  std::string data("\x00\x00\x00\x20"
-                   "ftypisom\x00\x00\x02\x00"
-                   "isomiso2avc1mp41",
-                   32);
+  std::string data(
+      "\x00\x00\x00\x20"
+      "ftypisom\x00\x00\x02\x00"
+      "isomiso2avc1mp41",
+      32);
   std::string filler(bytes > data.size() + 8 ? bytes - data.size() - 8 : 8, 'x');
   uint32_t size = static_cast<uint32_t>(filler.size() + 8);
   data += std::string{static_cast<char>(size >> 24), static_cast<char>(size >> 16),
