@@ -7,11 +7,13 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <mutex>
 
 namespace gpuq::http {
@@ -20,6 +22,49 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+
+namespace {
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+template <class Message>
+void CopyHeaders(const Message& msg, Response& out) {
+  for (const auto& field : msg) {
+    out.headers[Lower(std::string(field.name_string()))] = std::string(field.value());
+  }
+}
+
+// The socket as Beast's SyncReadStream, each read waiting at most `timeout_ms` for data (-1: no
+// limit). Asio's blocking reads ignore SO_RCVTIMEO: on EAGAIN they poll again without a limit.
+struct PolledSocket {
+  tcp::socket& socket;
+  int timeout_ms;
+
+  template <class MutableBuffers>
+  size_t read_some(const MutableBuffers& buffers, beast::error_code& ec) {
+    pollfd p{socket.native_handle(), POLLIN, 0};
+    int n;
+    do {
+      n = ::poll(&p, 1, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+      ec = asio::error::timed_out;
+      return 0;
+    }
+    return socket.read_some(buffers, ec);
+  }
+
+  template <class MutableBuffers>
+  size_t read_some(const MutableBuffers& buffers) {
+    beast::error_code ec;
+    size_t n = read_some(buffers, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+};
+}  // namespace
 
 struct Client::State {
   Endpoint endpoint;
@@ -128,30 +173,66 @@ struct Client::State {
     return req;
   }
 
+  static bool IsTimeout(const beast::error_code& ec) {
+    return ec == asio::error::would_block || ec == asio::error::try_again ||
+           ec == asio::error::timed_out || ec == beast::error::timeout;
+  }
+
   Error IoError(const char* what, const beast::error_code& ec) {
     ResetStream();
     if (aborted) return Aborted();
-    bool timed_out = ec == asio::error::would_block || ec == asio::error::try_again ||
-                     ec == asio::error::timed_out || ec == beast::error::timeout;
+    bool timed_out = IsTimeout(ec);
     return Error{timed_out ? Errc::kTimeout : Errc::kUnavailable,
                  fmt::format("{} {}: {}", what, Where(),
                              timed_out ? std::string("timed out") : ec.message())};
   }
-};
 
-namespace {
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
+  int read_timeout_ms = -1;  // of the stream OpenStream opened
 
-template <class Message>
-void CopyHeaders(const Message& msg, Response& out) {
-  for (const auto& field : msg) {
-    out.headers[Lower(std::string(field.name_string()))] = std::string(field.value());
+  // Opens a connection of its own (streams never reuse one), sends `req` and reads the reply's
+  // header into `parser`. Without a read deadline a read may block until the server speaks.
+  Result<Response> OpenStream(const bhttp::request<bhttp::string_body>& req,
+                              bhttp::response_parser<bhttp::buffer_body>& parser,
+                              bool read_deadline) {
+    BOOST_OUTCOME_TRY(Connect());
+    read_timeout_ms = read_deadline ? static_cast<int>(timeout.count()) : -1;
+    beast::error_code ec;
+    bhttp::write(stream->socket(), req, ec);
+    if (ec) return IoError("send to", ec);
+    parser.body_limit(boost::none);
+    PolledSocket socket{stream->socket(), read_timeout_ms};
+    bhttp::read_header(socket, buffer, parser, ec);
+    if (ec) return IoError("read from", ec);
+    Response out;
+    out.status = static_cast<int>(parser.get().result_int());
+    CopyHeaders(parser.get(), out);
+    return out;
   }
-}
-}  // namespace
+
+  // Reads the body after OpenStream, handing each piece to on_piece as soon as it arrived
+  // (chunked encoding removed; any size) until the body is complete or on_piece returns false.
+  // `received` counts the body bytes read. An error means the body did not end properly (cut
+  // off, reset, timed out); a stop by on_piece is no error.
+  beast::error_code ReadBody(bhttp::response_parser<bhttp::buffer_body>& parser,
+                             const std::function<bool(std::string_view)>& on_piece,
+                             size_t& received) {
+    char chunk[16384];
+    PolledSocket socket{stream->socket(), read_timeout_ms};
+    beast::error_code ec;
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      // read_some returns as soon as some body arrived: the caller sees it live.
+      bhttp::read_some(socket, buffer, parser, ec);
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) return ec;
+      size_t got = sizeof chunk - parser.get().body().size;
+      received += got;
+      if (got > 0 && !on_piece(std::string_view(chunk, got))) return {};
+    }
+    return {};
+  }
+};
 
 Result<Endpoint> ParseServerUrl(std::string_view url) {
   std::string_view rest = url;
@@ -270,42 +351,23 @@ Result<Response> Client::Request(std::string_view method, std::string_view targe
 
 Result<Response> Client::Stream(std::string_view target,
                                 const std::function<bool(std::string_view event,
-                                                         std::string_view data)>& on_data) {
+                                                         std::string_view data)>& on_event) {
   auto& s = *state_;
-  // A stream gets a connection of its own and no read deadline: events may be minutes apart.
-  BOOST_OUTCOME_TRY(s.Connect());
-  timeval none{};
-  ::setsockopt(s.stream->socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  // No read deadline: events may be minutes apart.
   auto req = s.MakeRequest("GET", target, {}, {}, {{"Accept", "text/event-stream"}});
-  beast::error_code ec;
-  bhttp::write(s.stream->socket(), req, ec);
-  if (ec) return s.IoError("send to", ec);
   bhttp::response_parser<bhttp::buffer_body> parser;
-  parser.body_limit(boost::none);
-  bhttp::read_header(s.stream->socket(), s.buffer, parser, ec);
-  if (ec) return s.IoError("read from", ec);
-  Response out;
-  out.status = static_cast<int>(parser.get().result_int());
-  CopyHeaders(parser.get(), out);
-  char chunk[8192];
+  BOOST_OUTCOME_TRY(auto out, s.OpenStream(req, parser, /*read_deadline=*/false));
   std::string pending;  // bytes not yet split into lines
   std::string data;     // the current event's data lines
   std::string event;    // the current event's name
   bool has_data = false;
-  bool keep_going = true;
-  while (!parser.is_done() && keep_going) {
-    parser.get().body().data = chunk;
-    parser.get().body().size = sizeof chunk;
-    // read_some returns as soon as some body arrived: events must reach the caller live.
-    bhttp::read_some(s.stream->socket(), s.buffer, parser, ec);
-    if (ec == bhttp::error::need_buffer) ec = {};
-    if (ec) break;
-    size_t got = sizeof chunk - parser.get().body().size;
+  auto on_piece = [&](std::string_view piece) {
     if (out.status != 200) {
-      out.body.append(chunk, got);
-      continue;
+      out.body.append(piece);
+      return true;
     }
-    pending.append(chunk, got);
+    bool keep_going = true;
+    pending.append(piece);
     size_t start = 0;
     for (size_t nl; keep_going && (nl = pending.find('\n', start)) != std::string::npos;
          start = nl + 1) {
@@ -314,7 +376,7 @@ Result<Response> Client::Stream(std::string_view target,
       if (line.empty()) {  // blank line: end of one event
         if (has_data) {
           data.pop_back();  // the last line's \n
-          keep_going = on_data(event.empty() ? "message" : event, data);
+          keep_going = on_event(event.empty() ? "message" : event, data);
         }
         data.clear();
         event.clear();
@@ -332,9 +394,42 @@ Result<Response> Client::Stream(std::string_view target,
       }
     }
     pending.erase(0, start);
-  }
-  s.ResetStream();  // a stream's connection is never reused
+    return keep_going;
+  };
+  size_t received = 0;
+  s.ReadBody(parser, on_piece, received);  // a stream that ends early simply ends
+  s.ResetStream();                         // a stream's connection is never reused
   if (s.aborted) return s.Aborted();
+  return out;
+}
+
+Result<Response> Client::StreamBody(std::string_view method, std::string_view target,
+                                    std::string_view body, std::string_view content_type,
+                                    const std::function<bool(std::string_view data)>& on_data,
+                                    const std::map<std::string, std::string>& headers) {
+  auto& s = *state_;
+  auto req = s.MakeRequest(method, target, body, content_type, headers);
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  BOOST_OUTCOME_TRY(auto out, s.OpenStream(req, parser, /*read_deadline=*/true));
+  bool success = out.status >= 200 && out.status < 300;
+  auto on_piece = [&](std::string_view piece) {
+    if (success) return on_data(piece);
+    out.body.append(piece);
+    return true;
+  };
+  size_t received = 0;
+  auto ec = s.ReadBody(parser, on_piece, received);
+  s.ResetStream();  // never reused: the server may still be sending after an early stop
+  if (s.aborted) return s.Aborted();
+  if (ec && State::IsTimeout(ec)) {
+    return Error{Errc::kTimeout,
+                 fmt::format("reply from {} stalled: nothing for {} ms after {} bytes", s.Where(),
+                             s.timeout.count(), received)};
+  }
+  if (ec) {
+    return Error{Errc::kUnavailable, fmt::format("reply cut off after {} bytes: {} (from {})",
+                                                 received, ec.message(), s.Where())};
+  }
   return out;
 }
 
