@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -227,6 +229,8 @@ ContainerLogs DemuxLogStream(std::string_view body) {
   return logs;
 }
 
+std::string ContainerCreateBody(const ContainerSpec& spec) { return BuildCreateBody(spec).dump(); }
+
 DockerClient::DockerClient(DockerOptions options)
     : options_(std::move(options)), negotiated_(std::make_unique<Negotiated>()) {}
 
@@ -366,7 +370,7 @@ Result<ContainerInfo> DockerClient::Inspect(std::string_view name_or_id) {
 Result<std::string> DockerClient::Create(const ContainerSpec& spec) {
   std::string target = "/containers/create";
   if (!spec.name.empty()) target += "?name=" + Escape(spec.name);
-  BOOST_OUTCOME_TRY(auto reply, Call("POST", target, BuildCreateBody(spec).dump(), true));
+  BOOST_OUTCOME_TRY(auto reply, Call("POST", target, ContainerCreateBody(spec), true));
   if (reply.status == 404) {
     // The engine does not pull on create; say what to do rather than "no such image".
     return Error{Errc::kNotFound,
@@ -486,6 +490,185 @@ Result<std::vector<ContainerInfo>> DockerClient::List(const std::vector<std::str
     out.push_back(std::move(info));
   }
   return out;
+}
+
+Result<DockerClient::Reply> DockerClient::StreamCall(
+    std::string_view method, const std::string& target, std::stop_token stop,
+    std::chrono::steady_clock::time_point deadline,
+    const std::function<void(std::string_view)>& on_body) {
+  BOOST_OUTCOME_TRY(auto version, ApiVersion());
+  std::string path = fmt::format("/v{}{}", version, target);
+  auto where = [&] { return fmt::format("{} {} on {}", method, target, options_.socket.string()); };
+
+  asio::io_context io;
+  beast::basic_stream<local> stream(io);
+  stream.expires_at(deadline);
+  // A stop from another thread cancels the pending read on this thread's io_context; the flag
+  // also catches a stop that lands between two reads.
+  std::atomic<bool> stopped{false};
+  std::stop_callback on_stop(stop, [&] {
+    stopped = true;
+    asio::post(io, [&] { stream.cancel(); });
+  });
+  beast::error_code ec;
+  auto io_error = [&](const char* step) {
+    if (stopped) {
+      return Error{Errc::kUnavailable, fmt::format("docker {}: stopped", where())};
+    }
+    bool timed_out = ec == beast::error::timeout;
+    return Error{timed_out ? Errc::kTimeout : Errc::kUnavailable,
+                 fmt::format("docker {} {}: {}", step, where(),
+                             timed_out ? std::string("timed out") : ec.message())};
+  };
+
+  stream.async_connect(local::endpoint(options_.socket.string()),
+                       [&](beast::error_code e) { ec = e; });
+  RunOne(io);
+  if (ec || stopped) return io_error("connect");
+
+  bhttp::request<bhttp::empty_body> req;
+  req.method_string(method);
+  req.target(path);
+  req.version(11);
+  req.set(bhttp::field::host, "docker");
+  req.set(bhttp::field::user_agent, "gpuq");
+  req.prepare_payload();
+  bhttp::async_write(stream, req, [&](beast::error_code e, size_t) { ec = e; });
+  RunOne(io);
+  if (ec || stopped) return io_error("send");
+
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.body_limit(boost::none);  // a followed log has no end we know of
+  bhttp::async_read_header(stream, buffer, parser, [&](beast::error_code e, size_t) { ec = e; });
+  RunOne(io);
+  if (ec || stopped) return io_error("read");
+
+  Reply reply;
+  reply.status = static_cast<int>(parser.get().result_int());
+  for (const auto& field : parser.get()) {
+    reply.headers[Lower(std::string(field.name_string()))] = std::string(field.value());
+  }
+  bool success = reply.status >= 200 && reply.status < 300;
+  char chunk[16 * 1024];
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof chunk;
+    // read_some, not read: a followed log must reach the sink as it comes, not when 16 KiB
+    // have piled up.
+    bhttp::async_read_some(stream, buffer, parser, [&](beast::error_code e, size_t) { ec = e; });
+    RunOne(io);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    size_t got = sizeof chunk - parser.get().body().size;
+    if (got > 0) {
+      if (success) {
+        on_body(std::string_view(chunk, got));
+      } else if (reply.body.size() < 64 * 1024) {
+        reply.body.append(chunk, got);
+      }
+    }
+    if (stopped) return io_error("read");
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof) break;
+    if (ec) return io_error("read");
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(local::socket::shutdown_both, ignored);
+  return reply;
+}
+
+Result<void> DockerClient::FollowLogs(std::string_view name_or_id, const OutputSink& sink,
+                                      std::stop_token stop,
+                                      std::chrono::steady_clock::time_point deadline) {
+  BOOST_OUTCOME_TRY(auto info, Inspect(name_or_id));
+  std::string target =
+      fmt::format("/containers/{}/logs?stdout=1&stderr=1&follow=1", Escape(name_or_id));
+  // Frames are not aligned to reads: keep the tail of a frame until the rest arrives.
+  std::string pending;
+  auto on_body = [&](std::string_view bytes) {
+    if (info.tty) {
+      sink(1, bytes);
+      return;
+    }
+    pending.append(bytes);
+    size_t at = 0;
+    while (pending.size() - at >= 8) {
+      auto byte = [&](size_t i) {
+        return static_cast<uint32_t>(static_cast<unsigned char>(pending[at + i]));
+      };
+      int stream = byte(0) == 2 ? 2 : 1;
+      uint32_t size = byte(4) << 24 | byte(5) << 16 | byte(6) << 8 | byte(7);
+      size_t have = std::min<size_t>(size, pending.size() - at - 8);
+      if (have > 0) sink(stream, std::string_view(pending).substr(at + 8, have));
+      if (have < size) {
+        // Pass on what arrived and keep a header for the rest of the frame.
+        uint32_t rest = size - static_cast<uint32_t>(have);
+        std::string header = {static_cast<char>(stream),
+                              0,
+                              0,
+                              0,
+                              static_cast<char>(rest >> 24),
+                              static_cast<char>(rest >> 16),
+                              static_cast<char>(rest >> 8),
+                              static_cast<char>(rest)};
+        pending = header;
+        return;
+      }
+      at += 8 + size;
+    }
+    pending.erase(0, at);
+  };
+  BOOST_OUTCOME_TRY(auto reply, StreamCall("GET", target, stop, deadline, on_body));
+  if (reply.status != 200) {
+    return EngineError(fmt::format("logs {}", name_or_id), reply.status, reply.body);
+  }
+  return Ok();
+}
+
+Result<void> DockerClient::Pull(std::string_view image, std::stop_token stop,
+                                std::chrono::steady_clock::time_point deadline) {
+  // "repo:tag" -> fromImage=repo&tag=tag; a ':' before the last '/' is a registry port, and
+  // a digest reference goes whole in fromImage.
+  std::string repo(image), tag;
+  auto slash = repo.rfind('/');
+  auto colon = repo.rfind(':');
+  if (repo.find('@') == std::string::npos && colon != std::string::npos &&
+      (slash == std::string::npos || colon > slash)) {
+    tag = repo.substr(colon + 1);
+    repo.resize(colon);
+  }
+  std::string target = "/images/create?fromImage=" + Escape(repo);
+  if (!tag.empty()) target += "&tag=" + Escape(tag);
+  // The progress stream is JSON lines; a failure can arrive as {"error": "..."} after a 200.
+  std::string line, failure;
+  auto on_body = [&](std::string_view bytes) {
+    for (char c : bytes) {
+      if (c != '\n') {
+        if (line.size() < 64 * 1024) line.push_back(c);
+        continue;
+      }
+      auto doc = json::parse(line, nullptr, false);
+      if (doc.is_object() && doc.contains("error") && doc["error"].is_string() &&
+          !doc["error"].get<std::string>().empty()) {
+        failure = doc["error"].get<std::string>();
+      }
+      line.clear();
+    }
+  };
+  auto reply = StreamCall("POST", target, stop, deadline, on_body);
+  if (!reply) {
+    return Error{reply.error().code,
+                 fmt::format("docker pull {}: {}", image, reply.error().message)};
+  }
+  on_body("\n");  // a last line without its newline
+  if (reply.value().status != 200) {
+    return Error{Errc::kUnavailable,
+                 fmt::format("docker pull {}: {} (HTTP {})", image,
+                             EngineMessage(reply.value().body), reply.value().status)};
+  }
+  if (!failure.empty()) {
+    return Error{Errc::kUnavailable, fmt::format("docker pull {}: {}", image, failure)};
+  }
+  return Ok();
 }
 
 }  // namespace gpuq::http

@@ -12,9 +12,11 @@
 // deadline kTimeout.
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,6 +110,14 @@ struct LogsOptions {
 // streams. A truncated last frame keeps what arrived. Exposed for tests.
 ContainerLogs DemuxLogStream(std::string_view body);
 
+// The JSON body POST /containers/create sends for `spec`. Exposed for tests (GPU device
+// requests cannot be tried without the NVIDIA toolkit).
+std::string ContainerCreateBody(const ContainerSpec& spec);
+
+// Output of a followed container: `stream` is 1 (stdout) or 2 (stderr); a TTY container's
+// output is all stream 1. `bytes` are not aligned to lines.
+using OutputSink = std::function<void(int stream, std::string_view bytes)>;
+
 class DockerClient {
  public:
   explicit DockerClient(DockerOptions options);
@@ -154,8 +164,26 @@ class DockerClient {
   // (`all`: stopped ones too). Filled: id, name, image, status, running, labels.
   Result<std::vector<ContainerInfo>> List(const std::vector<std::string>& labels, bool all = true);
 
+  // GET /containers/{id}/logs?follow=1: hands the output to `sink` (on the calling thread) as
+  // the engine sends it, demultiplexed unless the container has a TTY, until the engine ends
+  // the stream because the container stopped. Returns early: kTimeout at `deadline`;
+  // kUnavailable "... stopped" once `stop` is requested (the connection is closed at once).
+  Result<void> FollowLogs(std::string_view name_or_id, const OutputSink& sink, std::stop_token stop,
+                          std::chrono::steady_clock::time_point deadline);
+  // POST /images/create?fromImage=REPO&tag=TAG: pulls `image` ("busybox", "repo:tag",
+  // "host:5000/repo@sha256:..."), reading the engine's progress stream to its end. A pull the
+  // engine or registry refuses (no network, no such image, denied), in the status or in the
+  // stream, is kUnavailable with the engine's message. `stop` and `deadline` as FollowLogs.
+  Result<void> Pull(std::string_view image, std::stop_token stop,
+                    std::chrono::steady_clock::time_point deadline);
+
  private:
   struct Reply;
+  // One versioned request whose 2xx body goes to `on_body` as it arrives (a non-2xx body is
+  // kept in the Reply instead). Cancelled by `stop`, bounded by `deadline`.
+  Result<Reply> StreamCall(std::string_view method, const std::string& target, std::stop_token stop,
+                           std::chrono::steady_clock::time_point deadline,
+                           const std::function<void(std::string_view)>& on_body);
   // One request on a fresh connection. `versioned` prefixes /v<api>.
   Result<Reply> Call(std::string_view method, const std::string& target, std::string_view body,
                      bool versioned, std::chrono::milliseconds extra_time = {});

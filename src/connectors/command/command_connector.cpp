@@ -128,9 +128,22 @@ class OutputRelay {
   std::string last_line_;
 };
 
-// Every regular file under run_dir except logs/, as paths relative to data_dir.
-std::vector<std::string> ListFiles(const std::filesystem::path& run_dir,
-                                   const std::filesystem::path& data_dir) {
+}  // namespace
+
+Json CommandValues(const Json& payload, const std::string& run_id,
+                   const std::filesystem::path& run_dir, const std::filesystem::path& data_dir,
+                   int attempt) {
+  Json values = payload.is_object() ? payload : Json::object();
+  values["payload"] = payload;
+  values["run_id"] = run_id;
+  values["run_dir"] = run_dir.string();
+  values["data_dir"] = data_dir.string();
+  values["attempt"] = attempt;
+  return values;
+}
+
+std::vector<std::string> ListRunFiles(const std::filesystem::path& run_dir,
+                                      const std::filesystem::path& data_dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> files;
   std::error_code ec;
@@ -146,20 +159,6 @@ std::vector<std::string> ListFiles(const std::filesystem::path& run_dir,
   }
   std::sort(files.begin(), files.end());
   return files;
-}
-
-}  // namespace
-
-Json CommandValues(const Json& payload, const std::string& run_id,
-                   const std::filesystem::path& run_dir, const std::filesystem::path& data_dir,
-                   int attempt) {
-  Json values = payload.is_object() ? payload : Json::object();
-  values["payload"] = payload;
-  values["run_id"] = run_id;
-  values["run_dir"] = run_dir.string();
-  values["data_dir"] = data_dir.string();
-  values["attempt"] = attempt;
-  return values;
 }
 
 Result<void> CommandConnector::Validate(const TaskType& type, const Json& payload) const {
@@ -219,7 +218,8 @@ Result<Outcome> CommandConnector::Execute(RunContext& ctx) {
                      ? fmt::format("command exited with code {}", exit.value().code)
                      : fmt::format("command exited with code {}: {}", exit.value().code, last)};
   }
-  return Outcome{.result = Json{{"exit_code", 0}}, .files = ListFiles(ctx.run_dir, ctx.data_dir)};
+  return Outcome{.result = Json{{"exit_code", 0}},
+                 .files = ListRunFiles(ctx.run_dir, ctx.data_dir)};
 }
 
 }  // namespace gpuq::connectors

@@ -42,4 +42,9 @@ Json CommandValues(const Json& payload, const std::string& run_id,
                    const std::filesystem::path& run_dir, const std::filesystem::path& data_dir,
                    int attempt);
 
+// Every regular file under run_dir (recursively; logs/ and symlinks left out), as sorted
+// paths relative to data_dir ("runs/<id>/out.png"): a run's output files.
+std::vector<std::string> ListRunFiles(const std::filesystem::path& run_dir,
+                                      const std::filesystem::path& data_dir);
+
 }  // namespace gpuq::connectors
