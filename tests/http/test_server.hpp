@@ -104,6 +104,7 @@ class TestServer {
     bhttp::read(socket, buffer, req, ec);
     if (ec) return;
     std::string target(req.target());
+    target = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) {
       if (target == "/ws/stall-handshake") return WaitForClose(socket);
       if (target.starts_with("/ws/")) return ServeWs(socket, req, target);
