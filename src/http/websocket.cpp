@@ -45,7 +45,14 @@ struct WebSocket::State {
   std::mutex abort_mutex;
   int fd = -1;
 
-  ~State() { Untrack(); }
+  ~State() {
+    Untrack();
+    // Completes a read left outstanding (with an error) while everything it refers to exists.
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws).close(ignored);
+    io.restart();
+    io.run();
+  }
 
   void Untrack() {
     std::lock_guard lock(abort_mutex);
@@ -153,9 +160,10 @@ Result<WsMessage> WebSocket::Read(std::chrono::milliseconds timeout) {
   if (s.aborted) return s.Aborted();
   if (s.broken) return *s.broken;
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  if (!s.reading) {
+  // A read may be outstanding from an earlier Read that timed out, or have completed meanwhile
+  // (during Send): its message is the next one.
+  if (!s.reading && !s.read_done) {
     s.reading = true;
-    s.read_done.reset();
     s.ws.async_read(s.message, [&s](beast::error_code e, std::size_t) {
       s.reading = false;
       s.read_done = e;

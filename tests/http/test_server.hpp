@@ -52,6 +52,8 @@ class TestServer {
   // /chunks waits for this before each further piece, so a test can prove it saw a piece live.
   std::atomic<int> pieces_seen{0};
   std::atomic<bool> gate_timed_out{false};
+  // /ws/half sent the rest of its frame and its answer.
+  std::atomic<bool> half_done{false};
 
  private:
   void AcceptLoop() {
@@ -200,6 +202,7 @@ class TestServer {
       Write(ws.next_layer(), "world");
       ws.text(true);
       ws.write(asio::buffer(std::string("got:") + beast::buffers_to_string(in.data())), ec);
+      half_done = true;
       while (!ec) ws.read(in, ec);
       return;
     }

@@ -81,6 +81,22 @@ TEST_F(WebSocketTest, TimeoutKeepsThePartialMessageAndTheSocketUsable) {
   EXPECT_EQ(reply.value().data, "got:go");
 }
 
+TEST_F(WebSocketTest, AMessageThatCompletesDuringSendIsTheNextRead) {
+  auto ws = Open("/ws/half");
+  ASSERT_TRUE(ws);
+  ASSERT_FALSE(ws->Read(200ms));
+  ASSERT_TRUE(ws->Send("go"));
+  ASSERT_TRUE(gpuq::testing::WaitUntil([&] { return server_.half_done.load(); }));
+  // Both messages are here now: this Send likely completes the outstanding read on its way.
+  ASSERT_TRUE(ws->Send("more"));
+  auto whole = ws->Read(10s);
+  ASSERT_TRUE(whole) << whole.error().message;
+  EXPECT_EQ(whole.value().data, "helloworld");
+  auto reply = ws->Read(10s);
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply.value().data, "got:go");
+}
+
 TEST_F(WebSocketTest, RepeatedTimeoutsKeepTheSocketUsable) {
   auto ws = Open("/ws/stall");
   ASSERT_TRUE(ws);
