@@ -601,6 +601,9 @@ class Attempt {
           if (stopping_) ws_->Abort();
           last_answer = Clock::now();
           Log("websocket reconnected");
+          // It may have finished before the socket was back: no event would come for it.
+          auto after = History();
+          if (after && after.value()) return *after.value();
         } else if (Clock::now() - last_answer > kGoneAfter) {
           return Error{Errc::kUnavailable,
                        fmt::format("comfyui at {}:{} went away mid-run (prompt {}): {}",

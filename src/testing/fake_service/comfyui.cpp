@@ -221,6 +221,13 @@ struct Job {
   std::string fault;                 // from the graph or --fault
 };
 
+// The queue number as the server prints it: an integer unless the client sent a fraction.
+Json Number(const Job& job) {
+  auto whole = static_cast<int64_t>(job.number);
+  if (static_cast<double>(whole) == job.number) return whole;
+  return job.number;
+}
+
 class ComfyUi : public Personality {
  public:
   explicit ComfyUi(const Options& options) : options_(options) {
@@ -454,7 +461,7 @@ class ComfyUi : public Personality {
     cv_.notify_all();
     BroadcastStatus();
     ex.Reply(Status::ok, Json{{"prompt_id", job.id},
-                              {"number", job.number},
+                              {"number", Number(job)},
                               {"node_errors", Json::object()}});
     return true;
   }
@@ -752,7 +759,7 @@ class ComfyUi : public Personality {
       std::lock_guard lock(mutex_);
       history_order_.push_back(job.id);
       history_[job.id] = {
-          {"prompt", Json::array({job.number, job.id, job.graph, job.extra_data, job.outputs})},
+          {"prompt", Json::array({Number(job), job.id, job.graph, job.extra_data, job.outputs})},
           {"outputs", outputs},
           {"status",
            {{"status_str", failed ? "error" : "success"},
@@ -821,7 +828,7 @@ class ComfyUi : public Personality {
   }
 
   static Json QueueItem(const Job& job) {
-    return Json::array({job.number, job.id, job.graph, job.extra_data, job.outputs});
+    return Json::array({Number(job), job.id, job.graph, job.extra_data, job.outputs});
   }
 
   bool Queue(Exchange& ex, const std::string& method) {
