@@ -142,6 +142,19 @@ TEST_F(StreamBodyTest, AbortFromAnotherThreadEndsABlockedReadAtOnce) {
   EXPECT_THAT(result->error().message, HasSubstr("aborted"));
 }
 
+// Stream (SSE) shares its reading with StreamBody.
+TEST_F(StreamBodyTest, StreamSplitsServerSentEvents) {
+  Client client(endpoint(), 30s);
+  std::vector<std::string> events;
+  auto r = client.Stream("/sse", [&](std::string_view event, std::string_view data) {
+    events.push_back(fmt::format("{}={}", event, data));
+    return true;
+  });
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r.value().status, 200);
+  EXPECT_THAT(events, ::testing::ElementsAre("progress={\"a\":1}", "message=x\ny"));
+}
+
 TEST_F(StreamBodyTest, RefusedConnectionIsUnavailable) {
   Endpoint closed = endpoint();
   {

@@ -159,6 +159,13 @@ class TestServer {
       Write(socket, body);
       return WaitForClose(socket);
     }
+    if (target == "/sse") {  // two events split across chunks, then the end
+      Write(socket, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n" +
+                        Chunk("event: progress\ndata: {\"a\":") + Chunk("1}\n\ndata: x\n") +
+                        Chunk("data: y\n\n") + "0\r\n\r\n");
+      return WaitForClose(socket);
+    }
     if (target == "/stall") {  // one piece, then silence
       Write(socket, std::string(chunked) + Chunk("x"));
       return WaitForClose(socket);
