@@ -118,9 +118,9 @@ Result<void> CheckApiFormat(const Json& graph) {
   }
   for (const auto& [id, node] : graph.items()) {
     if (!node.is_object() || !node.contains("class_type") || !node["class_type"].is_string()) {
-      return Error{Errc::kInvalidArgument,
-                   fmt::format("comfyui workflow is not in API format: node {} has no class_type",
-                               id)};
+      return Error{
+          Errc::kInvalidArgument,
+          fmt::format("comfyui workflow is not in API format: node {} has no class_type", id)};
     }
     if (node.contains("inputs") && !node["inputs"].is_object()) {
       return Error{Errc::kInvalidArgument,
@@ -146,13 +146,14 @@ Result<Json> LoadTemplate(const TaskType& type, const Json& name_json) {
   if (name.ends_with(".json")) name.resize(name.size() - 5);
   if (!SafeName(name)) {
     return Error{Errc::kInvalidArgument, fmt::format("comfyui template name '{}' is not a plain "
-                                                     "file name", name)};
+                                                     "file name",
+                                                     name)};
   }
   auto dir = TemplatesDir(type);
   if (!dir) {
-    return Error{Errc::kInvalidArgument,
-                 fmt::format("task type {} has no templates_dir: send an inline \"workflow\"",
-                             type.name)};
+    return Error{
+        Errc::kInvalidArgument,
+        fmt::format("task type {} has no templates_dir: send an inline \"workflow\"", type.name)};
   }
   fs::path file = *dir / (name + ".json");
   std::ifstream in(file);
@@ -211,12 +212,14 @@ Result<void> CheckImages(const Json& payload) {
           !SafeSubfolder(image["file"].get<std::string>())) {
         return Error{Errc::kInvalidArgument,
                      fmt::format("comfyui payload: images.{}: the run or file escapes the data "
-                                 "dir", name)};
+                                 "dir",
+                                 name)};
       }
     } else {
       return Error{Errc::kInvalidArgument,
                    fmt::format("comfyui payload: images.{} must be base64 text or {{\"run\", "
-                               "\"file\"}}", name)};
+                               "\"file\"}}",
+                               name)};
     }
   }
   return Ok();
@@ -248,7 +251,7 @@ Result<Json> BuildGraph(const TaskType& type, const Json& payload, const std::st
     return Error{Errc::kInvalidArgument,
                  fmt::format("comfyui {}: {}",
                              has_template ? fmt::format("template '{}'",
-                                                       payload["template"].get<std::string>())
+                                                        payload["template"].get<std::string>())
                                           : std::string("workflow"),
                              filled.error().message)};
   }
@@ -287,9 +290,9 @@ std::string DescribeRejection(const std::string& body) {
       const Json extra = error.value("extra_info", Json::object());
       std::string where;
       if (extra.is_object() && extra.contains("node_id")) {
-        where = fmt::format("node {} ({}): ", extra["node_id"].is_string()
-                                                  ? extra["node_id"].get<std::string>()
-                                                  : extra["node_id"].dump(),
+        where = fmt::format("node {} ({}): ",
+                            extra["node_id"].is_string() ? extra["node_id"].get<std::string>()
+                                                         : extra["node_id"].dump(),
                             extra.value("class_type", "?"));
       }
       lines.push_back(fmt::format("{}{}{}{}", where, message,
@@ -412,7 +415,9 @@ class Attempt {
         bytes = data.str();
         filename = fmt::format("gpuq-{}-{}", ctx_.run.id, file.filename().string());
       }
-      auto form = http::EncodeForm({{.name = "image", .value = bytes, .filename = filename,
+      auto form = http::EncodeForm({{.name = "image",
+                                     .value = bytes,
+                                     .filename = filename,
                                      .content_type = "application/octet-stream"},
                                     {.name = "type", .value = "input"}});
       auto reply = client_.Request("POST", Target("/upload/image"), form.body, form.content_type);
@@ -420,10 +425,10 @@ class Attempt {
       auto json = Json::parse(reply.value().body, nullptr, false);
       if (reply.value().status != 200 || !json.is_object() || !json.contains("name") ||
           !json["name"].is_string()) {
-        return Error{Errc::kInternal, fmt::format("comfyui POST /upload/image for images.{} "
-                                                  "replied {}: {}",
-                                                  name, reply.value().status,
-                                                  Excerpt(reply.value().body))};
+        return Error{Errc::kInternal,
+                     fmt::format("comfyui POST /upload/image for images.{} "
+                                 "replied {}: {}",
+                                 name, reply.value().status, Excerpt(reply.value().body))};
       }
       std::string uploaded = json["name"];
       std::string sub = json.value("subfolder", "");
@@ -463,8 +468,7 @@ class Attempt {
         prompt_id_ = it->get<std::string>();  // an old server ignores ours and makes its own
       }
       if (auto it = json.find("node_errors"); it != json.end() && it->is_object() && !it->empty()) {
-        Log(fmt::format("warning: some outputs failed validation and are skipped: {}",
-                        it->dump()));
+        Log(fmt::format("warning: some outputs failed validation and are skipped: {}", it->dump()));
       }
     }
     return Ok();
@@ -546,13 +550,12 @@ class Attempt {
     if (!reply) return Unreachable(reply.error(), "GET /history");
     if (reply.value().status != 200) {
       return Error{Errc::kInternal, fmt::format("comfyui GET /history replied {}: {}",
-                                                reply.value().status,
-                                                Excerpt(reply.value().body))};
+                                                reply.value().status, Excerpt(reply.value().body))};
     }
     auto json = Json::parse(reply.value().body, nullptr, false);
     if (!json.is_object()) {
-      return Error{Errc::kInternal, fmt::format("comfyui GET /history: not JSON: {}",
-                                                Excerpt(reply.value().body))};
+      return Error{Errc::kInternal,
+                   fmt::format("comfyui GET /history: not JSON: {}", Excerpt(reply.value().body))};
     }
     if (auto it = json.find(prompt_id_); it != json.end() && it->is_object()) return *it;
     return std::optional<Json>();
@@ -605,10 +608,10 @@ class Attempt {
           auto after = History();
           if (after && after.value()) return *after.value();
         } else if (Clock::now() - last_answer > kGoneAfter) {
-          return Error{Errc::kUnavailable,
-                       fmt::format("comfyui at {}:{} went away mid-run (prompt {}): {}",
-                                   endpoint_.host, endpoint_.port, prompt_id_,
-                                   again.error().message)};
+          return Error{
+              Errc::kUnavailable,
+              fmt::format("comfyui at {}:{} went away mid-run (prompt {}): {}", endpoint_.host,
+                          endpoint_.port, prompt_id_, again.error().message)};
         }
       }
     }
@@ -620,9 +623,9 @@ class Attempt {
       if (entry && entry.value()) return *entry.value();
       if (!entry) Log(fmt::format("history: {}", entry.error().message));
       if (Clock::now() > deadline) {
-        return Error{Errc::kInternal,
-                     fmt::format("comfyui finished prompt {} but /history has no entry for it",
-                                 prompt_id_)};
+        return Error{
+            Errc::kInternal,
+            fmt::format("comfyui finished prompt {} but /history has no entry for it", prompt_id_)};
       }
       Sleep(milliseconds(50));
     }
@@ -644,7 +647,7 @@ class Attempt {
         std::string lower = message;
         for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         Errc code = lower.find("out of memory") != std::string::npos ? Errc::kUnavailable
-                                                                    : Errc::kInvalidArgument;
+                                                                     : Errc::kInvalidArgument;
         while (!message.empty() && std::isspace(static_cast<unsigned char>(message.back()))) {
           message.pop_back();
         }
@@ -720,8 +723,8 @@ class Attempt {
     auto reply = client_.Get(target);
     if (!reply) return Unreachable(reply.error(), "GET /view");
     if (reply.value().status != 200) {
-      return Error{Errc::kInternal, fmt::format("comfyui GET {} replied {}", target,
-                                                reply.value().status)};
+      return Error{Errc::kInternal,
+                   fmt::format("comfyui GET {} replied {}", target, reply.value().status)};
     }
     std::error_code ec;
     fs::create_directories(local.parent_path(), ec);

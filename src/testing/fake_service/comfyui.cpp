@@ -64,26 +64,47 @@ namespace websocket = beast::websocket;
 namespace fs = std::filesystem;
 using Status = bhttp::status;
 
-const std::vector<std::string> kClasses = {
-    "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "EmptySD3LatentImage",
-    "KSampler", "KSamplerAdvanced", "VAEDecode", "VAEEncode", "VAELoader", "UNETLoader",
-    "DualCLIPLoader", "CLIPLoader", "LoraLoader", "LoadImage", "SaveImage", "PreviewImage",
-    "FluxGuidance", "ImageScale", "ModelSamplingFlux", "BasicGuider", "SamplerCustomAdvanced",
-    "RandomNoise", "KSamplerSelect", "BasicScheduler", "CLIPVisionLoader", "CLIPVisionEncode",
-    "WanImageToVideo", "EmptyHunyuanLatentVideo", "FakeFail"};
-const std::vector<std::string> kCheckpoints = {"flux1-dev-fp8.safetensors",
-                                               "sd_xl_base_1.0.safetensors",
-                                               "v1-5-pruned-emaonly.safetensors"};
+const std::vector<std::string> kClasses = {"CheckpointLoaderSimple",
+                                           "CLIPTextEncode",
+                                           "EmptyLatentImage",
+                                           "EmptySD3LatentImage",
+                                           "KSampler",
+                                           "KSamplerAdvanced",
+                                           "VAEDecode",
+                                           "VAEEncode",
+                                           "VAELoader",
+                                           "UNETLoader",
+                                           "DualCLIPLoader",
+                                           "CLIPLoader",
+                                           "LoraLoader",
+                                           "LoadImage",
+                                           "SaveImage",
+                                           "PreviewImage",
+                                           "FluxGuidance",
+                                           "ImageScale",
+                                           "ModelSamplingFlux",
+                                           "BasicGuider",
+                                           "SamplerCustomAdvanced",
+                                           "RandomNoise",
+                                           "KSamplerSelect",
+                                           "BasicScheduler",
+                                           "CLIPVisionLoader",
+                                           "CLIPVisionEncode",
+                                           "WanImageToVideo",
+                                           "EmptyHunyuanLatentVideo",
+                                           "FakeFail"};
+const std::vector<std::string> kCheckpoints = {
+    "flux1-dev-fp8.safetensors", "sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"};
 const std::set<std::string> kFaults = {"execution_error", "drop_ws", "hang", "http500",
                                        "malformed_ws"};
 
 // A valid 1x1 RGBA PNG.
 const unsigned char kPng[] = {
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-    0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-    0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0b, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60,
-    0x00, 0x02, 0x00, 0x00, 0x05, 0x00, 0x01, 0x7a, 0x5e, 0xab, 0x3f, 0x00, 0x00, 0x00, 0x00,
-    0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+    0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00,
+    0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0b, 0x49, 0x44, 0x41, 0x54, 0x78,
+    0x9c, 0x63, 0x60, 0x00, 0x02, 0x00, 0x00, 0x05, 0x00, 0x01, 0x7a, 0x5e, 0xab, 0x3f,
+    0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -295,9 +316,8 @@ class ComfyUi : public Personality {
   // Node errors of one node (an empty array when it is fine).
   Json NodeInputErrors(const Json& graph, const Json& node) const {
     Json errors = Json::array();
-    const Json& inputs = node.contains("inputs") && node["inputs"].is_object()
-                             ? node["inputs"]
-                             : Json::object();
+    const Json& inputs =
+        node.contains("inputs") && node["inputs"].is_object() ? node["inputs"] : Json::object();
     for (const auto& [name, value] : inputs.items()) {
       if (value.is_array() && !value.empty() && value[0].is_string() && !IsLink(value)) {
         errors.push_back({{"type", "bad_linked_input"},
@@ -320,18 +340,18 @@ class ComfyUi : public Personality {
                           {"message", "Required input is missing"},
                           {"details", "ckpt_name"},
                           {"extra_info", {{"input_name", "ckpt_name"}}}});
-      } else if (!IsLink(*it) && (!it->is_string() ||
-                                  std::find(kCheckpoints.begin(), kCheckpoints.end(),
-                                            it->get<std::string>()) == kCheckpoints.end())) {
+      } else if (!IsLink(*it) &&
+                 (!it->is_string() || std::find(kCheckpoints.begin(), kCheckpoints.end(),
+                                                it->get<std::string>()) == kCheckpoints.end())) {
         std::string shown = it->is_string() ? it->get<std::string>() : it->dump();
-        errors.push_back(
-            {{"type", "value_not_in_list"},
-             {"message", "Value not in list"},
-             {"details", fmt::format("ckpt_name: '{}' not in {}", shown, Json(kCheckpoints).dump())},
-             {"extra_info",
-              {{"input_name", "ckpt_name"},
-               {"input_config", Json::array({kCheckpoints})},
-               {"received_value", *it}}}});
+        errors.push_back({{"type", "value_not_in_list"},
+                          {"message", "Value not in list"},
+                          {"details", fmt::format("ckpt_name: '{}' not in {}", shown,
+                                                  Json(kCheckpoints).dump())},
+                          {"extra_info",
+                           {{"input_name", "ckpt_name"},
+                            {"input_config", Json::array({kCheckpoints})},
+                            {"received_value", *it}}}});
       }
     }
     if (class_type == "LoadImage") {
@@ -379,25 +399,26 @@ class ComfyUi : public Personality {
         if (node.contains("_meta") && node["_meta"].is_object()) {
           title = node["_meta"].value("title", class_type);
         }
-        ex.Reply(Status::bad_request,
-                 PromptError("missing_node_type",
-                             fmt::format("Node '{}' not found. The custom node may not be installed.",
-                                         title),
-                             fmt::format("Node ID '#{}'", id),
-                             {{"node_id", id}, {"class_type", class_type}, {"node_title", title}}));
+        ex.Reply(
+            Status::bad_request,
+            PromptError(
+                "missing_node_type",
+                fmt::format("Node '{}' not found. The custom node may not be installed.", title),
+                fmt::format("Node ID '#{}'", id),
+                {{"node_id", id}, {"class_type", class_type}, {"node_title", title}}));
         return true;
       }
       if (node.contains("inputs") && node["inputs"].is_object()) {
-        if (auto it = node["inputs"].find("fake_fault");
-            it != node["inputs"].end() && it->is_string() && kFaults.contains(it->get<std::string>())) {
+        if (auto it = node["inputs"].find("fake_fault"); it != node["inputs"].end() &&
+                                                         it->is_string() &&
+                                                         kFaults.contains(it->get<std::string>())) {
           fault = it->get<std::string>();
         }
       }
       Json errors = NodeInputErrors(graph, node);
       if (!errors.empty()) {
-        node_errors[id] = {{"errors", errors},
-                           {"dependent_outputs", Json::array()},
-                           {"class_type", class_type}};
+        node_errors[id] = {
+            {"errors", errors}, {"dependent_outputs", Json::array()}, {"class_type", class_type}};
       }
       if (IsOutputNode(class_type)) outputs.push_back(id);
     }
@@ -407,8 +428,7 @@ class ComfyUi : public Personality {
       return true;
     }
     if (outputs.empty()) {
-      ex.Reply(Status::bad_request,
-               PromptError("prompt_no_outputs", "Prompt has no outputs", ""));
+      ex.Reply(Status::bad_request, PromptError("prompt_no_outputs", "Prompt has no outputs", ""));
       return true;
     }
     if (!node_errors.empty()) {
@@ -460,9 +480,8 @@ class ComfyUi : public Personality {
                     job.client_id, job.fault));
     cv_.notify_all();
     BroadcastStatus();
-    ex.Reply(Status::ok, Json{{"prompt_id", job.id},
-                              {"number", Number(job)},
-                              {"node_errors", Json::object()}});
+    ex.Reply(Status::ok,
+             Json{{"prompt_id", job.id}, {"number", Number(job)}, {"node_errors", Json::object()}});
     return true;
   }
 
@@ -488,12 +507,13 @@ class ComfyUi : public Personality {
       }
     }
     Log(fmt::format("{} comfyui ws open client={}", options_.name, sid));
-    conn->Send(Event("status", {{"status", {{"exec_info", {{"queue_remaining", QueueRemaining()}}}}},
-                                {"sid", sid}}));
+    conn->Send(Event(
+        "status",
+        {{"status", {{"exec_info", {{"queue_remaining", QueueRemaining()}}}}}, {"sid", sid}}));
     if (!running_node.empty()) {
-      conn->Send(Event("executing", {{"node", running_node},
-                                     {"display_node", running_node},
-                                     {"prompt_id", running_prompt}}));
+      conn->Send(Event(
+          "executing",
+          {{"node", running_node}, {"display_node", running_node}, {"prompt_id", running_prompt}}));
     }
     conn->Run();
     {
@@ -610,9 +630,10 @@ class ComfyUi : public Personality {
     fs::path full = (base / prefix).lexically_normal();
     auto rel = full.lexically_relative(base);
     if (prefix.empty() || prefix.front() == '/' || rel.empty() || *rel.begin() == "..") {
-      return fmt::format("**** ERROR: Saving image outside the output folder is not allowed.\n "
-                         "full_output_folder: {}\n output_dir: {}",
-                         full.parent_path().string(), base.string());
+      return fmt::format(
+          "**** ERROR: Saving image outside the output folder is not allowed.\n "
+          "full_output_folder: {}\n output_dir: {}",
+          full.parent_path().string(), base.string());
     }
     std::string subfolder = rel.parent_path().string();
     std::string name = rel.filename().string();
@@ -666,10 +687,10 @@ class ComfyUi : public Personality {
       const Json inputs = node.value("inputs", Json::object());
       bool node_fault = class_type == "FakeFail" ||
                         (inputs.contains("fake_fault") && inputs["fake_fault"].is_string());
-      std::string fault = node_fault ? (class_type == "FakeFail"
-                                            ? std::string("execution_error")
-                                            : inputs["fake_fault"].get<std::string>())
-                                     : "";
+      std::string fault = node_fault
+                              ? (class_type == "FakeFail" ? std::string("execution_error")
+                                                          : inputs["fake_fault"].get<std::string>())
+                              : "";
       // A --fault applies at the first node.
       if (fault.empty() && executed.empty() && !options_.fault.empty()) fault = options_.fault;
       int steps = 1;
@@ -718,8 +739,9 @@ class ComfyUi : public Personality {
       }
       std::string error;
       if (fault == "execution_error") {
-        error = class_type == "FakeFail" ? "FakeFail failed as asked"
-                                         : fmt::format("{} failed as asked (fake_fault)", class_type);
+        error = class_type == "FakeFail"
+                    ? "FakeFail failed as asked"
+                    : fmt::format("{} failed as asked (fake_fault)", class_type);
       }
       Json images = Json::array();
       if (error.empty() && (class_type == "SaveImage" || class_type == "PreviewImage")) {
@@ -730,22 +752,23 @@ class ComfyUi : public Personality {
         for (const auto& [name, value] : inputs.items()) {
           current_inputs[name] = Json::array({value});
         }
-        record("execution_error", {{"prompt_id", job.id},
-                                   {"node_id", id},
-                                   {"node_type", class_type},
-                                   {"executed", executed},
-                                   {"exception_message", error},
-                                   {"exception_type", "RuntimeError"},
-                                   {"traceback", Json::array({"  File \"execution.py\", line 1\n"})},
-                                   {"current_inputs", current_inputs},
-                                   {"current_outputs", Json::array()},
-                                   {"timestamp", NowMs()}});
+        record("execution_error",
+               {{"prompt_id", job.id},
+                {"node_id", id},
+                {"node_type", class_type},
+                {"executed", executed},
+                {"exception_message", error},
+                {"exception_type", "RuntimeError"},
+                {"traceback", Json::array({"  File \"execution.py\", line 1\n"})},
+                {"current_inputs", current_inputs},
+                {"current_outputs", Json::array()},
+                {"timestamp", NowMs()}});
         failed = true;
         break;
       }
       executed.push_back(id);
-      meta[id] = {{"node_id", id}, {"display_node", id}, {"parent_node", nullptr},
-                  {"real_node_id", id}};
+      meta[id] = {
+          {"node_id", id}, {"display_node", id}, {"parent_node", nullptr}, {"real_node_id", id}};
       if (!images.empty()) {
         Json output = {{"images", images}};
         outputs[id] = output;
@@ -868,17 +891,16 @@ class ComfyUi : public Personality {
                    {"vram_free", free},
                    {"torch_vram_total", total / 2},
                    {"torch_vram_free", free / 2}};
-    ex.Reply(Status::ok,
-             Json{{"system",
-                   {{"os", "posix"},
-                    {"ram_total", int64_t{64} << 30},
-                    {"ram_free", int64_t{32} << 30},
-                    {"comfyui_version", "0.3.40-fake"},
-                    {"python_version", "3.12.0"},
-                    {"pytorch_version", "2.7.0+cu128"},
-                    {"embedded_python", false},
-                    {"argv", Json::array({"main.py"})}}},
-                  {"devices", Json::array({device})}});
+    ex.Reply(Status::ok, Json{{"system",
+                               {{"os", "posix"},
+                                {"ram_total", int64_t{64} << 30},
+                                {"ram_free", int64_t{32} << 30},
+                                {"comfyui_version", "0.3.40-fake"},
+                                {"python_version", "3.12.0"},
+                                {"pytorch_version", "2.7.0+cu128"},
+                                {"embedded_python", false},
+                                {"argv", Json::array({"main.py"})}}},
+                              {"devices", Json::array({device})}});
     return true;
   }
 
@@ -937,7 +959,8 @@ class ComfyUi : public Personality {
     if (b == std::string::npos) return parts;
     std::string boundary = content_type.substr(b + 9);
     if (auto semi = boundary.find(';'); semi != std::string::npos) boundary.resize(semi);
-    if (boundary.size() >= 2 && boundary.front() == '"') boundary = boundary.substr(1, boundary.size() - 2);
+    if (boundary.size() >= 2 && boundary.front() == '"')
+      boundary = boundary.substr(1, boundary.size() - 2);
     std::string delim = "--" + boundary;
     size_t pos = body.find(delim);
     while (pos != std::string::npos) {
@@ -967,8 +990,8 @@ class ComfyUi : public Personality {
   }
 
   bool Upload(Exchange& ex) {
-    auto parts = ParseMultipart(std::string(ex.request[bhttp::field::content_type]),
-                                ex.request.body());
+    auto parts =
+        ParseMultipart(std::string(ex.request[bhttp::field::content_type]), ex.request.body());
     const Part* image = nullptr;
     std::string type = "input", subfolder;
     bool overwrite = false;

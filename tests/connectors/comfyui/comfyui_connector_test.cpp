@@ -44,9 +44,8 @@ Json Graph(Json steps = 5, Json ckpt = "sd_xl_base_1.0.safetensors", Json prompt
 }
 
 std::vector<std::string> FakeArgs(const fs::path& data_dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--personality", "comfyui",       "--work-ms", "20",
-                                   "--vram-mb",     "24000",         "--data-dir",
-                                   data_dir.string()};
+  std::vector<std::string> args = {"--personality", "comfyui", "--work-ms",  "20",
+                                   "--vram-mb",     "24000",   "--data-dir", data_dir.string()};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -73,8 +72,7 @@ TEST(FakeComfyUi, SendsTheEventsOfOnePromptInOrderToItsClient) {
   EXPECT_EQ(status["data"]["sid"], "c1");
   http::Client client(fake.endpoint());
 
-  auto reply = client.Post(
-      "/prompt", Json{{"prompt", Graph(3)}, {"client_id", "c1"}}.dump());
+  auto reply = client.Post("/prompt", Json{{"prompt", Graph(3)}, {"client_id", "c1"}}.dump());
 
   ASSERT_TRUE(reply) << reply.error().message;
   ASSERT_EQ(reply.value().status, 200) << reply.value().body;
@@ -190,10 +188,9 @@ class ComfyUiConnectorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::create_directories(templates_.path());
-    std::ofstream(templates_ / "t2i.json")
-        << Graph("{{STEPS}}", "sd_xl_base_1.0.safetensors", "{{POSITIVE_PROMPT}}, 4k",
-                 "gpuq/{{run_id}}")
-               .dump(2);
+    std::ofstream(templates_ / "t2i.json") << Graph("{{STEPS}}", "sd_xl_base_1.0.safetensors",
+                                                    "{{POSITIVE_PROMPT}}, 4k", "gpuq/{{run_id}}")
+                                                  .dump(2);
   }
 
   TaskType Type() {
