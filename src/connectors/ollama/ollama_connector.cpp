@@ -94,9 +94,9 @@ Result<Request> BuildRequest(const TaskType& type, const Json& payload) {
   } else if (settings.is_object() && HasString(settings, "model")) {
     request.model = settings["model"].get<std::string>();
   } else {
-    return Error{Errc::kInvalidArgument,
-                 fmt::format("ollama payload needs a \"model\" (task type {} sets none)",
-                             type.name)};
+    return Error{
+        Errc::kInvalidArgument,
+        fmt::format("ollama payload needs a \"model\" (task type {} sets none)", type.name)};
   }
 
   bool has_prompt = payload.contains("prompt") && !payload["prompt"].is_null();
@@ -371,9 +371,9 @@ Result<Outcome> OllamaConnector::Execute(RunContext& ctx) {
   if (final_line.is_null()) {
     log << fmt::format("stream ended after {} ms and {} tokens without done:true\n", took.count(),
                        tokens);
-    return Error{Errc::kUnavailable,
-                 fmt::format("ollama {} stream cut off after {} tokens (no done:true line)", where,
-                             tokens)};
+    return Error{
+        Errc::kUnavailable,
+        fmt::format("ollama {} stream cut off after {} tokens (no done:true line)", where, tokens)};
   }
 
   auto response_file = ctx.run_dir / "response.txt";

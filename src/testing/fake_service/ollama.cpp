@@ -69,18 +69,16 @@ struct Model {
 
 const std::vector<Model> kModels = {
     {"llama3.2:latest", 2019393189,
-     "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72", "llama", "3.2B",
-     "Q4_K_M"},
+     "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72", "llama", "3.2B", "Q4_K_M"},
     {"qwen2.5:7b", 4683087332, "845dbda0ea48ed749caafd9e6037047aa19acfcfd82e704d7ca97d631a0b697e",
      "qwen2", "7.6B", "Q4_K_M"},
     {"tinyllama:latest", 637700138,
      "2644915ede352ea7bdfaff0bfac0be74c719d5d5202acb63a6fb095b52f394a4", "llama", "1B", "Q4_0"},
 };
 
-const std::vector<std::string> kWords = {"The",  "fake", "model", "answers", "every", "question",
-                                         "with", "the",  "same",  "calm",    "and",   "patient",
-                                         "words", "until", "it",  "is",      "asked", "to",
-                                         "stop"};
+const std::vector<std::string> kWords = {
+    "The", "fake",    "model", "answers", "every", "question", "with",  "the", "same", "calm",
+    "and", "patient", "words", "until",   "it",    "is",       "asked", "to",  "stop"};
 
 constexpr int kDefaultTokens = 12;
 constexpr int kFaultAfterTokens = 2;
@@ -147,8 +145,8 @@ Parsed ParseGoDuration(const std::string& text) {
     return out;
   }
   static const std::map<std::string, double, std::less<>> kUnits = {
-      {"ns", 1.0},   {"us", 1e3},   {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
-      {"ms", 1e6},   {"s", 1e9},    {"m", 60e9},        {"h", 3600e9}};
+      {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
+      {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},        {"h", 3600e9}};
   double total = 0;
   while (!s.empty()) {
     size_t i = 0;
@@ -308,8 +306,8 @@ class Ollama : public Personality {
     Json models = Json::array();
     for (const auto& [name, entry] : loaded_) {
       Json item = Describe(*entry.model);
-      int64_t vram = options_.vram_mb > 0 ? int64_t{options_.vram_mb} * 1024 * 1024
-                                          : entry.model->size;
+      int64_t vram =
+          options_.vram_mb > 0 ? int64_t{options_.vram_mb} * 1024 * 1024 : entry.model->size;
       item["size_vram"] = vram;
       item["expires_at"] = entry.expires ? Rfc3339(*entry.expires) : ForeverRfc3339();
       item["context_length"] = 4096;
@@ -374,8 +372,8 @@ class Ollama : public Personality {
       ex.Reply(Status::bad_request, Json{{"error", keep_alive.error}});
       return;
     }
-    bool stream = !body.contains("stream") || !body["stream"].is_boolean() ||
-                  body["stream"].get<bool>();
+    bool stream =
+        !body.contains("stream") || !body["stream"].is_boolean() || body["stream"].get<bool>();
 
     // The text the model reads (and where the magic words are looked for).
     std::string text;
@@ -384,8 +382,9 @@ class Ollama : public Personality {
       auto messages = body.find("messages");
       if (messages != body.end() && !messages->is_null() && !messages->is_array()) {
         ex.Reply(Status::bad_request,
-                 Json{{"error", "json: cannot unmarshal into Go struct field ChatRequest.messages "
-                                "of type []api.Message"}});
+                 Json{{"error",
+                       "json: cannot unmarshal into Go struct field ChatRequest.messages "
+                       "of type []api.Message"}});
         return;
       }
       empty_request = messages == body.end() || messages->is_null() || messages->empty();
@@ -402,16 +401,16 @@ class Ollama : public Personality {
                                ? body.value("prompt", std::string())
                                : std::string();
       empty_request = prompt.empty();
-      text = body.value("system", Json("")).is_string() ? body.value("system", std::string()) +
-                                                              "\n" + prompt
-                                                        : prompt;
+      text = body.value("system", Json("")).is_string()
+                 ? body.value("system", std::string()) + "\n" + prompt
+                 : prompt;
     }
 
     const Model* model = FindModel(requested);
     if (!model) {
-      ex.Reply(Status::not_found,
-               Json{{"error", fmt::format("model '{}' not found, try pulling it first",
-                                          requested)}});
+      ex.Reply(
+          Status::not_found,
+          Json{{"error", fmt::format("model '{}' not found, try pulling it first", requested)}});
       return;
     }
     std::string created = Rfc3339(SysClock::now());
@@ -445,8 +444,8 @@ class Ollama : public Personality {
     int tokens = kDefaultTokens;
     bool limited = false;
     if (auto options = body.find("options"); options != body.end() && options->is_object()) {
-      if (auto n = options->find("num_predict"); n != options->end() && n->is_number_integer() &&
-                                                 n->get<int>() > 0) {
+      if (auto n = options->find("num_predict");
+          n != options->end() && n->is_number_integer() && n->get<int>() > 0) {
         tokens = n->get<int>();
         limited = true;
       }
@@ -478,8 +477,9 @@ class Ollama : public Personality {
     for (; sent < tokens; ++sent) {
       if (sent == kFaultAfterTokens && fault == "midstream_error") {
         Release(*model, keep_alive);
-        const char* error = "an error was encountered while running the model: unexpected EOF "
-                            "(FAKE_MIDSTREAM_ERROR)";
+        const char* error =
+            "an error was encountered while running the model: unexpected EOF "
+            "(FAKE_MIDSTREAM_ERROR)";
         if (stream) {
           ex.Chunk(Json{{"error", error}}.dump() + "\n");
           ex.EndChunked();

@@ -216,9 +216,9 @@ TEST(OllamaConnector, GenerateReturnsTheTextAndTokenCounts) {
 TEST(OllamaConnector, ChatReturnsTheAssistantMessage) {
   FakeService fake = StartFake();
   ASSERT_TRUE(fake.healthy()) << fake.Output();
-  RunFixture fixture(Json{{"system", "Be brief."},
-                          {"messages", {{{"role", "user"}, {"content", "Hello there"}}}}},
-                     OllamaType({{"model", "qwen2.5:7b"}, {"keep_alive", "10m"}}));
+  RunFixture fixture(
+      Json{{"system", "Be brief."}, {"messages", {{{"role", "user"}, {"content", "Hello there"}}}}},
+      OllamaType({{"model", "qwen2.5:7b"}, {"keep_alive", "10m"}}));
 
   auto outcome = Execute(fixture, fake.url());
 
@@ -437,11 +437,11 @@ TEST(OllamaConnector, ValidateRefusesBadPayloads) {
 TEST(OllamaConnector, CheckSettingsNamesTheBadKeys) {
   OllamaConnector connector;
   EXPECT_TRUE(connector
-                  .CheckSettings(OllamaType(
-                      {{"model", "llama3.2"}, {"keep_alive", "5m"}, {"mode", "chat"}}))
+                  .CheckSettings(
+                      OllamaType({{"model", "llama3.2"}, {"keep_alive", "5m"}, {"mode", "chat"}}))
                   .empty());
-  auto problems = connector.CheckSettings(OllamaType(
-      {{"model", ""}, {"keep_alive", "300"}, {"mode", "complete"}, {"temperature", 1}}));
+  auto problems = connector.CheckSettings(
+      OllamaType({{"model", ""}, {"keep_alive", "300"}, {"mode", "complete"}, {"temperature", 1}}));
   std::vector<std::string> keys;
   for (const auto& problem : problems) keys.push_back(problem.key);
   EXPECT_THAT(keys, ::testing::UnorderedElementsAre("model", "keep_alive", "mode", "temperature"));
