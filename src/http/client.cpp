@@ -329,7 +329,9 @@ Result<Response> Client::Request(std::string_view method, std::string_view targe
     }
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(1ull << 31);
-    bhttp::read(s.stream->socket(), s.buffer, parser, ec);
+    // Each read waits at most the timeout (a server that accepts and then says nothing).
+    PolledSocket socket{s.stream->socket(), static_cast<int>(s.timeout.count())};
+    bhttp::read(socket, s.buffer, parser, ec);
     if (ec) {
       if (reused && (ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
                      ec == asio::error::eof)) {

@@ -120,6 +120,19 @@ TEST_F(StreamBodyTest, SilenceLongerThanTheTimeoutIsTimeout) {
   EXPECT_EQ(seen, "x");
 }
 
+// A plain Request waits at most the timeout for each read too (Asio's blocking reads ignore
+// SO_RCVTIMEO, so this needs the polled read).
+TEST_F(StreamBodyTest, RequestToASilentServerTimesOut) {
+  Client client(endpoint(), 300ms);
+  auto began = std::chrono::steady_clock::now();
+
+  auto r = client.Get("/silent");
+
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kTimeout) << r.error().message;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 5s);
+}
+
 TEST_F(StreamBodyTest, AbortFromAnotherThreadEndsABlockedReadAtOnce) {
   Client client(endpoint(), 60s);
   std::atomic<bool> started{false};

@@ -166,6 +166,9 @@ class TestServer {
                         Chunk("data: y\n\n") + "0\r\n\r\n");
       return WaitForClose(socket);
     }
+    if (target == "/silent") {  // the request is read, then nothing at all
+      return WaitForClose(socket);
+    }
     if (target == "/stall") {  // one piece, then silence
       Write(socket, std::string(chunked) + Chunk("x"));
       return WaitForClose(socket);
