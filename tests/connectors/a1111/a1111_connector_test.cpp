@@ -398,6 +398,30 @@ TEST(A1111Connector, ServerDownIsUnavailable) {
   EXPECT_EQ(outcome.error().code, Errc::kUnavailable);
 }
 
+TEST(A1111Connector, SilentServicePastTheRunTimeoutIsATimeout) {
+  FakeService fake(FakeA1111(100));
+  ASSERT_TRUE(fake.healthy()) << fake.Output();
+  RunFixture fixture(Txt2Img("slow", 1000), A1111Type());
+  gpuq::Run run = fixture.run();
+  run.timeout_s = 1;
+  RunContext base = fixture.Context();
+  RunContext ctx{.run = run,
+                 .task_type = base.task_type,
+                 .data_dir = base.data_dir,
+                 .run_dir = base.run_dir,
+                 .log_file = base.log_file,
+                 .service_url = fake.url(),
+                 .gpu = 0,
+                 .stop = base.stop,
+                 .report_progress = base.report_progress};
+  A1111Connector connector;
+
+  auto outcome = connector.Execute(ctx);
+
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error().code, Errc::kTimeout) << outcome.error().message;
+}
+
 // ---- submit-time checks (422)
 
 Result<void> Validate(const Json& payload, Json settings = Json::object()) {
