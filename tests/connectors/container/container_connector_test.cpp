@@ -141,8 +141,8 @@ TEST_F(ContainerEngineTest, StopKillsAndRemovesWithinTwoSecondsAndLabelsAreSet) 
   bool up = WaitUntil(
       [&] {
         running = ContainersOf(id);
-        return !running.empty() && running[0].running && fixture.Log().find("started") !=
-                                                             std::string::npos;
+        return !running.empty() && running[0].running &&
+               fixture.Log().find("started") != std::string::npos;
       },
       60s, 50ms);
   if (!up) fixture.stop().request_stop();
