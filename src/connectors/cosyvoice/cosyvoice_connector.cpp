@@ -35,10 +35,14 @@ std::optional<Mode> ParseMode(std::string_view name) {
 
 const char* ModeName(Mode mode) {
   switch (mode) {
-    case Mode::kSft: return "sft";
-    case Mode::kZeroShot: return "zero_shot";
-    case Mode::kCrossLingual: return "cross_lingual";
-    case Mode::kInstruct: return "instruct";
+    case Mode::kSft:
+      return "sft";
+    case Mode::kZeroShot:
+      return "zero_shot";
+    case Mode::kCrossLingual:
+      return "cross_lingual";
+    case Mode::kInstruct:
+      return "instruct";
   }
   return "?";
 }
@@ -64,8 +68,9 @@ Settings ReadSettings(const Json& json, std::vector<SettingProblem>* problems) {
     if (key == "sample_rate") {
       if (!value.is_number_integer() || value.get<long long>() < 8000 ||
           value.get<long long>() > 192000) {
-        problem(key, "must be an integer sample rate in Hz (22050 for CosyVoice-300M, 24000 for "
-                     "CosyVoice2/3)");
+        problem(key,
+                "must be an integer sample rate in Hz (22050 for CosyVoice-300M, 24000 for "
+                "CosyVoice2/3)");
       } else {
         settings.sample_rate = value.get<int>();
       }
@@ -84,7 +89,8 @@ Settings ReadSettings(const Json& json, std::vector<SettingProblem>* problems) {
       }
     } else if (key == "instruct_api") {
       if (value != "instruct2" && value != "instruct") {
-        problem(key, "must be \"instruct2\" (CosyVoice2/3) or \"instruct\" (CosyVoice-300M-Instruct)");
+        problem(key,
+                "must be \"instruct2\" (CosyVoice2/3) or \"instruct\" (CosyVoice-300M-Instruct)");
       } else {
         settings.instruct_v1 = value == "instruct";
       }
@@ -95,8 +101,9 @@ Settings ReadSettings(const Json& json, std::vector<SettingProblem>* problems) {
         settings.instruct_text = value.get<std::string>();
       }
     } else {
-      problem(key, "unknown setting for the cosyvoice connector (sample_rate, voices_dir, "
-                   "default_mode, instruct_api, instruct_text)");
+      problem(key,
+              "unknown setting for the cosyvoice connector (sample_rate, voices_dir, "
+              "default_mode, instruct_api, instruct_text)");
     }
   }
   return settings;
@@ -156,9 +163,10 @@ Result<fs::path> ResolveOutput(const std::string& wanted, const fs::path& run_di
   fs::path normal = path.lexically_normal();
   fs::path inside = normal.lexically_relative(asset_root.lexically_normal());
   if (Leaves(inside)) {
-    return Invalid(fmt::format("cosyvoice output_path {:?} is outside the asset root {} (an "
-                               "absolute path must be inside it)",
-                               wanted, asset_root.string()));
+    return Invalid(
+        fmt::format("cosyvoice output_path {:?} is outside the asset root {} (an "
+                    "absolute path must be inside it)",
+                    wanted, asset_root.string()));
   }
   *in_asset_root = true;
   return asset_root.lexically_normal() / inside;
@@ -185,7 +193,8 @@ Result<Request> ReadRequest(const TaskType& type, const Settings& settings, cons
   if (!payload.is_object()) return Invalid("cosyvoice payload must be a JSON object");
   Request request;
   BOOST_OUTCOME_TRY(request.text, OptionalString(payload, "text"));
-  if (request.text.empty()) return Invalid("cosyvoice payload.text (the words to speak) is required");
+  if (request.text.empty())
+    return Invalid("cosyvoice payload.text (the words to speak) is required");
   BOOST_OUTCOME_TRY(request.voice_id, OptionalString(payload, "voice_id"));
   BOOST_OUTCOME_TRY(auto mode_name, OptionalString(payload, "mode"));
   request.mode = settings.default_mode;
@@ -200,8 +209,8 @@ Result<Request> ReadRequest(const TaskType& type, const Settings& settings, cons
     request.mode = *mode;
   }
   if (request.voice_id.empty()) {
-    return Invalid(fmt::format("cosyvoice payload.voice_id is required ({} mode)",
-                               ModeName(request.mode)));
+    return Invalid(
+        fmt::format("cosyvoice payload.voice_id is required ({} mode)", ModeName(request.mode)));
   }
   BOOST_OUTCOME_TRY(request.instruct_text, OptionalString(payload, "instruct_text"));
   if (request.instruct_text.empty()) request.instruct_text = settings.instruct_text;
@@ -225,8 +234,8 @@ Result<Request> ReadRequest(const TaskType& type, const Settings& settings, cons
   request.voice_wav = settings.voices_dir / (voice + ".wav");
   std::error_code ec;
   if (!fs::is_regular_file(request.voice_wav, ec)) {
-    return Invalid(fmt::format("cosyvoice voice {:?} is unknown: no {}", voice,
-                               request.voice_wav.string()));
+    return Invalid(
+        fmt::format("cosyvoice voice {:?} is unknown: no {}", voice, request.voice_wav.string()));
   }
   if (request.mode == Mode::kZeroShot && request.prompt_text.empty()) {
     fs::path transcript = settings.voices_dir / (voice + ".txt");
@@ -281,9 +290,9 @@ std::string DescribeDetail(const std::string& body) {
       const Json& last = item["loc"].back();
       field = last.is_string() ? last.get<std::string>() : last.dump();
     }
-    out += field + ": " + (item.contains("msg") && item["msg"].is_string()
-                               ? item["msg"].get<std::string>()
-                               : item.dump());
+    out += field + ": " +
+           (item.contains("msg") && item["msg"].is_string() ? item["msg"].get<std::string>()
+                                                            : item.dump());
   }
   return out;
 }
@@ -319,8 +328,8 @@ std::vector<SettingProblem> CosyVoiceConnector::CheckSettings(const TaskType& ty
 
 Result<void> CosyVoiceConnector::Validate(const TaskType& type, const Json& payload) const {
   // A stand-in run dir: only whether the output path stays inside matters here.
-  BOOST_OUTCOME_TRY(ReadRequest(type, ReadSettings(type.settings, nullptr), payload,
-                                "/run-dir", options_.asset_root));
+  BOOST_OUTCOME_TRY(ReadRequest(type, ReadSettings(type.settings, nullptr), payload, "/run-dir",
+                                options_.asset_root));
   return Ok();
 }
 
@@ -333,13 +342,14 @@ Result<Outcome> CosyVoiceConnector::Execute(RunContext& ctx) {
                                problems.front().message));
   }
   if (ctx.service_url.empty()) {
-    return Invalid(fmt::format("task type {} has no service URL: the cosyvoice connector needs a "
-                               "service-bound task type",
-                               type.name));
+    return Invalid(
+        fmt::format("task type {} has no service URL: the cosyvoice connector needs a "
+                    "service-bound task type",
+                    type.name));
   }
   BOOST_OUTCOME_TRY(auto base, http::ParseHttpUrl(ctx.service_url));
-  BOOST_OUTCOME_TRY(auto request, ReadRequest(type, settings, ctx.run.payload, ctx.run_dir,
-                                              options_.asset_root));
+  BOOST_OUTCOME_TRY(auto request,
+                    ReadRequest(type, settings, ctx.run.payload, ctx.run_dir, options_.asset_root));
 
   std::string endpoint;
   std::vector<http::FormPart> parts = {{.name = "tts_text", .value = request.text}};
@@ -363,8 +373,9 @@ Result<Outcome> CosyVoiceConnector::Execute(RunContext& ctx) {
   }
   if (!request.voice_wav.empty()) {
     auto wav = ReadFile(request.voice_wav);
-    if (!wav) return Invalid(fmt::format("cosyvoice voice {:?}: {}", request.voice_id,
-                                         wav.error().message));
+    if (!wav)
+      return Invalid(
+          fmt::format("cosyvoice voice {:?}: {}", request.voice_id, wav.error().message));
     parts.push_back({.name = "prompt_wav",
                      .value = std::move(wav).value(),
                      .filename = request.voice_wav.filename().string(),
@@ -407,9 +418,9 @@ Result<Outcome> CosyVoiceConnector::Execute(RunContext& ctx) {
   http::Client client(base.endpoint, std::chrono::seconds(std::max(timeout_s, 1)));
   std::stop_callback abort_on_stop(ctx.stop, [&client] { client.Abort(); });
 
-  uint64_t received = 0;     // bytes of PCM, the odd byte included
-  uint64_t written = 0;      // whole samples written after the header
-  std::string pending;       // an odd trailing byte: half a sample
+  uint64_t received = 0;  // bytes of PCM, the odd byte included
+  uint64_t written = 0;   // whole samples written after the header
+  std::string pending;    // an odd trailing byte: half a sample
   bool write_failed = false;
   double next_progress_s = kProgressEverySeconds;
   auto started = std::chrono::steady_clock::now();
@@ -427,9 +438,8 @@ Result<Outcome> CosyVoiceConnector::Execute(RunContext& ctx) {
     double seconds = static_cast<double>(written / 2) / settings.sample_rate;
     if (seconds >= next_progress_s) {
       next_progress_s = seconds + kProgressEverySeconds;
-      ctx.report_progress(
-          Progress{.fraction = std::nullopt,
-                   .message = fmt::format("{:.1f} s of audio received", seconds)});
+      ctx.report_progress(Progress{.fraction = std::nullopt,
+                                   .message = fmt::format("{:.1f} s of audio received", seconds)});
     }
     return true;
   };
@@ -449,8 +459,7 @@ Result<Outcome> CosyVoiceConnector::Execute(RunContext& ctx) {
   if (!response) {
     discard();
     const Error& error = response.error();
-    log << fmt::format("failed after {} ms, {} bytes: {}\n", took.count(), received,
-                       error.message);
+    log << fmt::format("failed after {} ms, {} bytes: {}\n", took.count(), received, error.message);
     // The only way to tell "the body stopped" from "no reply at all" is StreamBody's wording.
     bool cut_off = error.message.find("cut off") != std::string::npos;
     if (cut_off && received == 0) {
@@ -526,8 +535,8 @@ Result<Outcome> CosyVoiceConnector::Execute(RunContext& ctx) {
                         {"bytes", written},
                         {"mode", ModeName(request.mode)},
                         {"voice_id", request.voice_id}};
-  ctx.report_progress(Progress{
-      .fraction = 1.0, .message = fmt::format("{:.1f} s of audio written", duration_s)});
+  ctx.report_progress(
+      Progress{.fraction = 1.0, .message = fmt::format("{:.1f} s of audio written", duration_s)});
   return outcome;
 }
 

@@ -149,9 +149,9 @@ Form ParseMultipart(std::string_view body, const std::string& boundary) {
     size_t line_start = 0;
     while (line_start <= headers.size()) {
       auto line_end = headers.find("\r\n", line_start);
-      std::string_view line = headers.substr(
-          line_start, line_end == std::string_view::npos ? std::string_view::npos
-                                                         : line_end - line_start);
+      std::string_view line =
+          headers.substr(line_start, line_end == std::string_view::npos ? std::string_view::npos
+                                                                        : line_end - line_start);
       auto colon = line.find(':');
       if (colon != std::string_view::npos &&
           Lower(line.substr(0, colon)) == "content-disposition") {
@@ -162,8 +162,8 @@ Form ParseMultipart(std::string_view body, const std::string& boundary) {
       line_start = line_end + 2;
     }
     if (name) {
-      form[*name] = Field{std::string(body.substr(value_start, next - value_start)),
-                          filename.has_value()};
+      form[*name] =
+          Field{std::string(body.substr(value_start, next - value_start)), filename.has_value()};
     }
     pos = next + 2;
   }
@@ -206,8 +206,8 @@ std::vector<std::string> SplitSentences(std::string_view text) {
     if (first != std::string::npos) {
       std::string trimmed = current.substr(first, last - first + 1);
       // A sentence of punctuation alone says nothing.
-      if (trimmed.find_first_not_of(".!?") != std::string::npos &&
-          trimmed != "。" && trimmed != "！" && trimmed != "？") {
+      if (trimmed.find_first_not_of(".!?") != std::string::npos && trimmed != "。" &&
+          trimmed != "！" && trimmed != "？") {
         sentences.push_back(std::move(trimmed));
       }
     }
@@ -261,7 +261,9 @@ std::string Pcm(const std::string& sentence, int rate) {
 // Whether prompt_wav is audio the server can load at >= 16 kHz.
 bool ReadableAudio(const std::string& bytes) {
   if (bytes.starts_with("RIFF") && bytes.size() >= 28 && bytes.substr(8, 4) == "WAVE") {
-    auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])); };
+    auto byte = [&](size_t i) {
+      return static_cast<uint32_t>(static_cast<unsigned char>(bytes[i]));
+    };
     uint32_t rate = byte(24) | byte(25) << 8 | byte(26) << 16 | byte(27) << 24;
     return rate >= 16000;
   }
@@ -424,8 +426,8 @@ class CosyVoice final : public Personality {
       sent += pcm.size() - split;
     }
     ex.EndChunked();
-    Log(fmt::format("{} cosyvoice {} sentences={} bytes={}", options_.name, what,
-                    sentences.size(), sent));
+    Log(fmt::format("{} cosyvoice {} sentences={} bytes={}", options_.name, what, sentences.size(),
+                    sent));
   }
 
   void Gone(const std::string& what, size_t sent) {

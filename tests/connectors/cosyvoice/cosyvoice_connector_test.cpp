@@ -23,9 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::FreePort;
-using testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using testing::TempDir;
 
 // The fake's synthesis: (code points of a sentence) x (rate / 20) samples at its default rate.
 constexpr size_t kSamplesPerChar = 22050 / 20;
@@ -240,7 +240,7 @@ TEST(CosyVoiceConnector, ZeroShotSendsTheVoiceAndItsTranscriptAtTheConfiguredRat
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   // CosyVoice2/3 speak at 24000 Hz; the server never says so.
   CosyRun run(Json{{"text", "你好。世界！"}, {"voice_id", "luna"}, {"mode", "zero_shot"}},
-          CosyType({{"voices_dir", voices.path()}, {"sample_rate", 24000}}));
+              CosyType({{"voices_dir", voices.path()}, {"sample_rate", 24000}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -255,9 +255,11 @@ TEST(CosyVoiceConnector, CloneIsZeroShotAndTakesThePayloadsPromptText) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   // nova has no transcript file: the payload gives it.
-  CosyRun run(Json{{"text", "Clone me."}, {"voice_id", "nova"}, {"mode", "clone"},
-               {"prompt_text", "Nova's words."}},
-          CosyType({{"voices_dir", voices.path()}}));
+  CosyRun run(Json{{"text", "Clone me."},
+                   {"voice_id", "nova"},
+                   {"mode", "clone"},
+                   {"prompt_text", "Nova's words."}},
+              CosyType({{"voices_dir", voices.path()}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -270,9 +272,11 @@ TEST(CosyVoiceConnector, InstructUsesInstruct2WithTheVoiceByDefault) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   // The notes' payload: no instruct_text, so the setting's default is sent.
-  CosyRun run(Json{{"text", "Script to speak."}, {"voice_id", "luna"}, {"mode", "instruct"},
-               {"output_path", "audio/output.wav"}},
-          CosyType({{"voices_dir", voices.path()}}));
+  CosyRun run(Json{{"text", "Script to speak."},
+                   {"voice_id", "luna"},
+                   {"mode", "instruct"},
+                   {"output_path", "audio/output.wav"}},
+              CosyType({{"voices_dir", voices.path()}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -286,9 +290,11 @@ TEST(CosyVoiceConnector, InstructUsesInstruct2WithTheVoiceByDefault) {
 TEST(CosyVoiceConnector, InstructV1SendsTheSpeakerAndInstruction) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
-  CosyRun run(Json{{"text", "Calmly."}, {"voice_id", "中文男"}, {"mode", "instruct"},
-               {"instruct_text", "A calm narrator."}},
-          CosyType({{"instruct_api", "instruct"}}));
+  CosyRun run(Json{{"text", "Calmly."},
+                   {"voice_id", "中文男"},
+                   {"mode", "instruct"},
+                   {"instruct_text", "A calm narrator."}},
+              CosyType({{"instruct_api", "instruct"}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -302,7 +308,7 @@ TEST(CosyVoiceConnector, CrossLingualSendsTheVoice) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   CosyRun run(Json{{"text", "Bonjour."}, {"voice_id", "nova"}, {"mode", "cross_lingual"}},
-          CosyType({{"voices_dir", voices.path()}}));
+              CosyType({{"voices_dir", voices.path()}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -313,7 +319,8 @@ TEST(CosyVoiceConnector, CrossLingualSendsTheVoice) {
 TEST(CosyVoiceConnector, DefaultModeComesFromTheSettings) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
-  CosyRun run(Json{{"text", "A. B! C?"}, {"voice_id", "luna"}}, CosyType({{"default_mode", "sft"}}));
+  CosyRun run(Json{{"text", "A. B! C?"}, {"voice_id", "luna"}},
+              CosyType({{"default_mode", "sft"}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -327,8 +334,9 @@ TEST(CosyVoiceConnector, OutputInTheAssetRootIsListedInTheResultOnly) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   std::string wanted = (assets.path() / "voice" / "out.wav").string();
-  CosyRun run(Json{{"text", "Asset."}, {"voice_id", "luna"}, {"mode", "sft"}, {"output_path", wanted}},
-          CosyType(), ConnectorOptions{.asset_root = assets.path()});
+  CosyRun run(
+      Json{{"text", "Asset."}, {"voice_id", "luna"}, {"mode", "sft"}, {"output_path", wanted}},
+      CosyType(), ConnectorOptions{.asset_root = assets.path()});
 
   auto outcome = run.Execute(fake.url());
 
@@ -375,7 +383,7 @@ TEST(CosyVoiceConnector, PromptWavTheServerCannotUseFailsForGood) {
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   for (const char* voice : {"low", "noise"}) {
     CosyRun run(Json{{"text", "Hi."}, {"voice_id", voice}, {"mode", "zero_shot"}},
-            CosyType({{"voices_dir", voices.path()}}));
+                CosyType({{"voices_dir", voices.path()}}));
 
     auto outcome = run.Execute(fake.url());
 
@@ -419,7 +427,7 @@ TEST(CosyVoiceConnector, Server422NamesTheFields) {
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
   CosyRun run(Json{{"text", "FAKE_422."}, {"voice_id", "luna"}},
-          CosyType({{"voices_dir", voices.path()}}));
+              CosyType({{"voices_dir", voices.path()}}));
 
   auto outcome = run.Execute(fake.url());
 
@@ -508,16 +516,16 @@ TEST(CosyVoiceConnector, StopAbortsMidStreamWithinASecond) {
   EXPECT_FALSE(fs::exists(run.fixture.run_dir() / "audio.wav"));
   EXPECT_TRUE(NoPartialFiles(run.fixture.run_dir()));
   // The fake saw the client go.
-  EXPECT_TRUE(testing::WaitUntil(
-      [&] { return fake.Output().find("client gone") != std::string::npos; }));
+  EXPECT_TRUE(
+      testing::WaitUntil([&] { return fake.Output().find("client gone") != std::string::npos; }));
 }
 
 TEST(CosyVoiceConnector, OutputThroughASymlinkOutOfTheRunDirFails) {
   TempDir elsewhere;
   FakeService fake(CosyVoiceFlags());
   ASSERT_TRUE(fake.healthy()) << fake.Output();
-  CosyRun run(Json{{"text", "Hi."}, {"voice_id", "luna"}, {"mode", "sft"},
-               {"output_path", "link/out.wav"}});
+  CosyRun run(Json{
+      {"text", "Hi."}, {"voice_id", "luna"}, {"mode", "sft"}, {"output_path", "link/out.wav"}});
   fs::create_directory_symlink(elsewhere.path(), run.fixture.run_dir() / "link");
 
   auto outcome = run.Execute(fake.url());
@@ -595,8 +603,8 @@ TEST(CosyVoiceConnector, ValidateRefusesBadPayloadsAndMissingVoices) {
   auto valid = connector.Validate(CosyType(), Json{{"text", "Hi."}, {"voice_id", "luna"}});
   ASSERT_FALSE(valid);
   EXPECT_THAT(valid.error().message, HasSubstr("voices_dir"));
-  EXPECT_TRUE(connector.Validate(CosyType(), Json{{"text", "Hi."}, {"voice_id", "中文女"},
-                                                  {"mode", "sft"}}));
+  EXPECT_TRUE(connector.Validate(CosyType(),
+                                 Json{{"text", "Hi."}, {"voice_id", "中文女"}, {"mode", "sft"}}));
 }
 
 TEST(CosyVoiceConnector, CheckSettingsNamesBadKeys) {
@@ -608,8 +616,8 @@ TEST(CosyVoiceConnector, CheckSettingsNamesBadKeys) {
 
   std::vector<std::string> keys;
   for (const auto& p : problems) keys.push_back(p.key);
-  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("sample_rate", "default_mode",
-                                                    "instruct_api", "voices"));
+  EXPECT_THAT(keys, ::testing::UnorderedElementsAre("sample_rate", "default_mode", "instruct_api",
+                                                    "voices"));
   EXPECT_THAT(connector.CheckSettings(CosyType({{"sample_rate", 24000},
                                                 {"voices_dir", "/v"},
                                                 {"default_mode", "clone"},
