@@ -397,6 +397,16 @@ Result<void> DockerClient::Start(std::string_view name_or_id) {
   return EngineError(fmt::format("start {}", name_or_id), reply.status, reply.body);
 }
 
+Result<void> DockerClient::Tag(std::string_view image, std::string_view repo,
+                               std::string_view tag) {
+  BOOST_OUTCOME_TRY(auto reply, Call("POST",
+                                     fmt::format("/images/{}/tag?repo={}&tag={}", Escape(image),
+                                                 Escape(repo), Escape(tag)),
+                                     {}, true));
+  if (reply.status == 201 || reply.status == 200) return Ok();
+  return EngineError(fmt::format("tag {}", image), reply.status, reply.body);
+}
+
 Result<void> DockerClient::Stop(std::string_view name_or_id, std::chrono::seconds timeout) {
   auto seconds = std::max<long long>(0, timeout.count());
   // The engine answers only once the container stopped: up to `timeout` plus the kill.

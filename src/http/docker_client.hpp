@@ -176,6 +176,9 @@ class DockerClient {
   // stream, is kUnavailable with the engine's message. `stop` and `deadline` as FollowLogs.
   Result<void> Pull(std::string_view image, std::stop_token stop,
                     std::chrono::steady_clock::time_point deadline);
+  // POST /images/{image}/tag?repo=REPO&tag=TAG: another name for a local image
+  // ("docker.io/library/busybox", "latest"). 404 when `image` is not there.
+  Result<void> Tag(std::string_view image, std::string_view repo, std::string_view tag);
 
  private:
   struct Reply;

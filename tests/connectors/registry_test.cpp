@@ -8,14 +8,17 @@ namespace {
 
 using ::testing::ElementsAre;
 
-TEST(ConnectorRegistry, BuiltinsHaveEchoCommandAndHttp) {
+TEST(ConnectorRegistry, BuiltinsHaveEveryConnector) {
   ConnectorRegistry registry = BuiltinConnectors();
 
-  EXPECT_THAT(registry.Names(), ElementsAre("command", "echo", "http"));
+  EXPECT_THAT(registry.Names(),
+              ElementsAre("a1111", "comfyui", "command", "container", "cosyvoice", "echo", "http",
+                          "ollama", "remotion_render"));
   EXPECT_NE(registry.Find("echo"), nullptr);
   EXPECT_NE(registry.Find("command"), nullptr);
   EXPECT_NE(registry.Find("http"), nullptr);
-  EXPECT_EQ(registry.Find("comfyui"), nullptr);
+  EXPECT_NE(registry.Find("comfyui"), nullptr);
+  EXPECT_EQ(registry.Find("comfy"), nullptr);  // an alias of task types, not a connector
 }
 
 }  // namespace
