@@ -17,6 +17,18 @@
 
 namespace gpuq::connectors {
 
+std::vector<std::string> EnvironmentWith(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    auto eq = entry.find('=');
+    if (eq != std::string_view::npos && extra.count(std::string(entry.substr(0, eq)))) continue;
+    env.emplace_back(entry);
+  }
+  for (const auto& [key, value] : extra) env.push_back(key + "=" + value);
+  return env;
+}
+
 namespace {
 
 // Closes a file descriptor on scope exit.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -27,6 +28,9 @@ struct ChildExit {
   int signal = 0;
   bool stopped = false;  // `stop` was requested and the group was signalled
 };
+
+// This process's environment with `extra` set over it ("KEY=value" each), for ChildSpec::env.
+std::vector<std::string> EnvironmentWith(const std::map<std::string, std::string>& extra);
 
 // Runs the child to its end on the calling thread. `on_output` gets stdout+stderr bytes in the
 // order the child wrote them. When `stop` is requested the group gets SIGTERM, then SIGKILL

@@ -12,7 +12,6 @@
 
 #include "core/placeholder.hpp"
 
-extern char** environ;
 
 namespace gpuq::connectors {
 
@@ -52,19 +51,6 @@ Result<std::vector<std::string>> BuildArgv(const TaskType& type, const Json& pay
     return Error{Errc::kInvalidArgument, "argv[0] is empty once filled"};
   }
   return argv;
-}
-
-// The agent's environment with `extra` set over it.
-std::vector<std::string> BuildEnv(const std::map<std::string, std::string>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    auto eq = entry.find('=');
-    if (eq != std::string_view::npos && extra.count(std::string(entry.substr(0, eq)))) continue;
-    env.emplace_back(entry);
-  }
-  for (const auto& [key, value] : extra) env.push_back(key + "=" + value);
-  return env;
 }
 
 std::string SignalName(int sig) {
@@ -196,7 +182,7 @@ Result<Outcome> CommandConnector::Execute(RunContext& ctx) {
   }
   OutputRelay relay(log_fd, ctx.report_progress);
   ChildSpec spec{
-      .argv = std::move(argv), .env = BuildEnv(extra), .cwd = ctx.run_dir, .grace = grace_};
+      .argv = std::move(argv), .env = EnvironmentWith(extra), .cwd = ctx.run_dir, .grace = grace_};
   auto exit = RunChild(spec, ctx.stop, [&relay](std::string_view bytes) { relay.Write(bytes); });
   if (!exit) {
     // Say it in the run's log too: that is where a person looks first.

@@ -7,13 +7,12 @@
 #include <stop_token>
 
 #include "core/placeholder.hpp"
+#include "connectors/service_error.hpp"
 #include "http/client.hpp"
 
 namespace gpuq::connectors {
 
 namespace {
-
-constexpr size_t kErrorExcerpt = 200;
 
 // The endpoint path with its placeholders filled from the payload (and the run id).
 Result<std::string> FillEndpoint(const TaskType& type, const Json& payload,
@@ -23,18 +22,6 @@ Result<std::string> FillEndpoint(const TaskType& type, const Json& payload,
   BOOST_OUTCOME_TRY(auto path, FillText(type.endpoint.empty() ? "/" : type.endpoint, values));
   if (path.empty() || path.front() != '/') path.insert(0, "/");
   return path;
-}
-
-// The service's own words for a failure: its JSON "error" string, else the start of the body.
-std::string ErrorText(const std::string& body) {
-  auto json = Json::parse(body, nullptr, false);
-  if (json.is_object()) {
-    if (auto it = json.find("error"); it != json.end()) {
-      return it->is_string() ? it->get<std::string>() : it->dump();
-    }
-  }
-  if (body.size() <= kErrorExcerpt) return body;
-  return body.substr(0, kErrorExcerpt) + "...";
 }
 
 // Joins a base URL's path ("http://h:p/api") and an endpoint ("/run") without doubling '/'.
@@ -92,7 +79,7 @@ Result<Outcome> HttpConnector::Execute(RunContext& ctx) {
     bool transient = reply.status == 502 || reply.status == 503 || reply.status == 504;
     log << reply.body << "\n";
     return Error{transient ? Errc::kUnavailable : Errc::kInvalidArgument,
-                 fmt::format("service replied {}: {}", reply.status, ErrorText(reply.body))};
+                 fmt::format("service replied {}: {}", reply.status, ServiceErrorText(reply.body))};
   }
   Outcome outcome;
   auto json = Json::parse(reply.body, nullptr, false);

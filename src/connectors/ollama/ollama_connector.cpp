@@ -7,6 +7,7 @@
 #include <fstream>
 #include <stop_token>
 
+#include "connectors/service_error.hpp"
 #include "http/client.hpp"
 
 namespace gpuq::connectors {
@@ -45,18 +46,6 @@ std::string GoDurationProblem(const std::string& text) {
     s.remove_prefix(u);
   }
   return {};
-}
-
-// The service's own words for a failure: its JSON "error" string, else the start of the body.
-std::string ErrorText(const std::string& body) {
-  auto json = Json::parse(body, nullptr, false);
-  if (json.is_object()) {
-    if (auto it = json.find("error"); it != json.end()) {
-      return it->is_string() ? it->get<std::string>() : it->dump();
-    }
-  }
-  if (body.size() <= kErrorExcerpt) return body;
-  return body.substr(0, kErrorExcerpt) + "...";
 }
 
 std::string Excerpt(std::string_view text) {
@@ -214,7 +203,7 @@ Error StatusError(int status, const std::string& body, const std::string& where)
   Errc code = Errc::kInternal;
   if (status == 400 || status == 404) code = Errc::kInvalidArgument;
   if (status == 429 || status == 502 || status == 503 || status == 504) code = Errc::kUnavailable;
-  return Error{code, fmt::format("ollama {} replied {}: {}", where, status, ErrorText(body))};
+  return Error{code, fmt::format("ollama {} replied {}: {}", where, status, ServiceErrorText(body))};
 }
 
 }  // namespace

@@ -15,7 +15,6 @@
 
 #include "connectors/remotion/render_output.hpp"
 
-extern char** environ;
 
 namespace gpuq::connectors {
 
@@ -211,19 +210,6 @@ Result<Request> ReadRequest(const Settings& settings, const Json& payload) {
   return request;
 }
 
-// The agent's environment with the task type's env set over it.
-std::vector<std::string> BuildEnv(const std::map<std::string, std::string>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    auto eq = entry.find('=');
-    if (eq != std::string_view::npos && extra.count(std::string(entry.substr(0, eq)))) continue;
-    env.emplace_back(entry);
-  }
-  for (const auto& [key, value] : extra) env.push_back(key + "=" + value);
-  return env;
-}
-
 // `name` in the PATH of `env`, as the child's execvpe would find it; empty when it is not there.
 fs::path FindInPath(const std::string& name, const std::vector<std::string>& env) {
   std::string path = "/usr/local/bin:/usr/bin:/bin";
@@ -381,7 +367,7 @@ Result<Outcome> RemotionConnector::Execute(RunContext& ctx) {
   }
   if (ctx.stop.stop_requested()) return Error{Errc::kUnavailable, "remotion render stopped"};
 
-  std::vector<std::string> env = BuildEnv(type.env);
+  std::vector<std::string> env = EnvironmentWith(type.env);
   BOOST_OUTCOME_TRY(auto argv, RemotionCommand(type, settings, env));
 
   // Remotion reads --props from a file when the value names one: no quoting, no argv limit.

@@ -24,12 +24,14 @@ int HexValue(char c) {
   return -1;
 }
 
-std::string PercentDecode(std::string_view text) {
+}  // namespace
+
+std::string FormDecode(std::string_view text) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '+') {
       out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() + 0 && HexValue(text[i + 1]) >= 0 &&
+    } else if (text[i] == '%' && i + 2 < text.size() && HexValue(text[i + 1]) >= 0 &&
                HexValue(text[i + 2]) >= 0) {
       out += static_cast<char>(HexValue(text[i + 1]) * 16 + HexValue(text[i + 2]));
       i += 2;
@@ -39,8 +41,6 @@ std::string PercentDecode(std::string_view text) {
   }
   return out;
 }
-
-}  // namespace
 
 std::string_view Exchange::Path() const {
   std::string_view target = request.target();
@@ -60,8 +60,8 @@ std::optional<std::string> Exchange::Query(std::string_view key) const {
     std::string_view pair = rest.substr(0, amp);
     rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
     auto eq = pair.find('=');
-    if (PercentDecode(pair.substr(0, eq)) != key) continue;
-    return eq == std::string_view::npos ? std::string() : PercentDecode(pair.substr(eq + 1));
+    if (FormDecode(pair.substr(0, eq)) != key) continue;
+    return eq == std::string_view::npos ? std::string() : FormDecode(pair.substr(eq + 1));
   }
   return std::nullopt;
 }

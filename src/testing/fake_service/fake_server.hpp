@@ -37,6 +37,9 @@ struct Options {
 // One line on stdout (several connection threads write; one fputs per line).
 void Log(const std::string& line);
 
+// application/x-www-form-urlencoded decoding (a query string's parts): %XX and '+'.
+std::string FormDecode(std::string_view text);
+
 // One request on a connection and the reply to it. A personality may answer with one reply,
 // stream a chunked body, drop the connection, or take the socket over (a WebSocket upgrade:
 // then it sets `done` so the server loop lets go of the connection).
