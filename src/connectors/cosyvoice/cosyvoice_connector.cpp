@@ -225,20 +225,23 @@ Result<Request> ReadRequest(const TaskType& type, const Settings& settings, cons
       voice.find('\0') != std::string::npos || voice.front() == '.') {
     return Invalid(fmt::format("cosyvoice voice_id {:?} is not a plain voice name", voice));
   }
-  if (settings.voices_dir.empty()) {
+  // Without voices_dir, the asset root's voices/ (ASSET_PATH: where the notes kept assets).
+  fs::path voices_dir = settings.voices_dir;
+  if (voices_dir.empty() && !asset_root.empty()) voices_dir = asset_root / "voices";
+  if (voices_dir.empty()) {
     return Invalid(fmt::format(
         "cosyvoice {} mode needs reference voices: set task_types.{}.voices_dir to the folder "
         "of <voice_id>.wav files",
         ModeName(request.mode), type.name));
   }
-  request.voice_wav = settings.voices_dir / (voice + ".wav");
+  request.voice_wav = voices_dir / (voice + ".wav");
   std::error_code ec;
   if (!fs::is_regular_file(request.voice_wav, ec)) {
     return Invalid(
         fmt::format("cosyvoice voice {:?} is unknown: no {}", voice, request.voice_wav.string()));
   }
   if (request.mode == Mode::kZeroShot && request.prompt_text.empty()) {
-    fs::path transcript = settings.voices_dir / (voice + ".txt");
+    fs::path transcript = voices_dir / (voice + ".txt");
     auto text = ReadFile(transcript);
     if (text) request.prompt_text = Trimmed(text.value());
     if (request.prompt_text.empty()) {

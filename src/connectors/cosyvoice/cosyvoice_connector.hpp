@@ -9,6 +9,7 @@
 //                   and CosyVoice3. A wrong rate plays at the wrong speed and pitch.
 //   voices_dir      reference voices: <voices_dir>/<voice_id>.wav (any audio the server reads,
 //                   >= 16 kHz) and, for zero_shot, <voice_id>.txt with its transcript.
+//                   Default: <asset root>/voices (ASSET_PATH).
 //   default_mode    the mode when the payload names none: sft | zero_shot (default) | clone |
 //                   instruct | cross_lingual.
 //   instruct_api    "instruct2" (default; CosyVoice2/3: /inference_instruct2 with the voice's
