@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "config/builtin_connectors.hpp"
 #include "support/temp_dir.hpp"
 
 namespace gpuq::config {
@@ -271,7 +272,7 @@ TEST(Config, DemoConfigIsValid) {
 
   auto c = LoadFile(std::filesystem::path(GPUQ_SOURCE_DIR) / "examples/demo.toml", &problems);
   ASSERT_TRUE(c) << c.error().message;
-  Finalize(c.value(), kConnectors, &problems);
+  FinalizeWithBuiltins(c.value(), &problems);
 
   EXPECT_TRUE(problems.empty()) << Describe(problems);
 }

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
+#include "config/builtin_connectors.hpp"
 #include "support/temp_dir.hpp"
 
 namespace gpuq::config {
@@ -459,7 +460,7 @@ TEST(ServicesConfig, MalformedGpuqGpusIsAProblem) {
 Checked CheckExample(const char* name) {
   Checked out;
   out.config = ReadFile(std::filesystem::path(GPUQ_SOURCE_DIR) / "examples" / name, &out.problems);
-  if (out.config) Finalize(*out.config, kConnectors, &out.problems);
+  if (out.config) FinalizeWithBuiltins(*out.config, &out.problems);
   return out;
 }
 
@@ -528,10 +529,9 @@ TEST(ServicesConfig, DemoExampleRunsFakeServicesOnOneSimGpu) {
   ASSERT_EQ(c.gpu.sim.size(), 1u);
   EXPECT_EQ(c.gpu.sim[0].total_mb, 24576);
   EXPECT_EQ(c.gpu.sim[0].name, "sim-24g");
-  std::map<std::string, std::pair<int, int>> want = {{"comfyui", {20000, 100}},
-                                                     {"cosyvoice", {4000, 50}},
-                                                     {"vidi", {4000, 40}},
-                                                     {"ollama", {18000, 10}}};
+  std::map<std::string, std::pair<int, int>> want = {
+      {"comfyui", {20000, 100}}, {"a1111", {6000, 90}}, {"cosyvoice", {4000, 50}},
+      {"vidi", {4000, 40}}, {"ollama", {18000, 10}}};
   std::set<int> ports;
   for (const auto& [name, mb_priority] : want) {
     SCOPED_TRACE(name);
@@ -547,10 +547,19 @@ TEST(ServicesConfig, DemoExampleRunsFakeServicesOnOneSimGpu) {
     EXPECT_TRUE(ports.insert(s.base_port).second);
   }
   EXPECT_THAT(c.services.at("ollama").phases, IsEmpty());
-  for (const char* type : {"comfyui", "tts", "analysis", "llm"}) {
-    EXPECT_EQ(c.task_types.at(type).connector, "http") << type;
-    EXPECT_EQ(c.task_types.at(type).endpoint, "/work") << type;
+  EXPECT_EQ(c.services.at("gpu_job").kind, ServiceKind::kSlot);
+  // One task type per protocol, each bound to the fake that speaks it.
+  std::map<std::string, std::pair<std::string, std::string>> types = {
+      {"comfyui", {"comfyui", "comfyui"}},  {"a1111", {"a1111", "a1111"}},
+      {"cosyvoice", {"cosyvoice", "cosyvoice"}}, {"llm", {"ollama", "ollama"}},
+      {"analysis", {"http", "vidi"}},       {"remotion_render", {"remotion_render", ""}},
+      {"container", {"container", "gpu_job"}}};
+  for (const auto& [type, connector_service] : types) {
+    EXPECT_EQ(c.task_types.at(type).connector, connector_service.first) << type;
+    EXPECT_EQ(c.task_types.at(type).service, connector_service.second) << type;
   }
+  EXPECT_EQ(c.task_types.at("comfyui").settings.at("templates_dir"),
+            (std::filesystem::path(GPUQ_SOURCE_DIR) / "examples/workflows").string());
 }
 
 }  // namespace
