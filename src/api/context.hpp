@@ -6,6 +6,7 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include "api/run_cache.hpp"
 #include "config/config.hpp"
 #include "connectors/connector.hpp"
 #include "core/clock.hpp"
@@ -22,6 +23,7 @@ struct ApiContext {
   std::filesystem::path data_dir;      // config.data_dir made absolute
   const Clock& clock;                  // the store's clock (lease TTLs, command deadlines)
   std::optional<Millis> gpu_command_timeout;  // tests only: overrides every GPU command's wait
+  RunCache& runs;  // run documents for the GET routes that clients poll
 };
 
 }  // namespace gpuq::api

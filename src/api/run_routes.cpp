@@ -15,11 +15,13 @@ namespace {
 
 namespace asio = boost::asio;
 
-// The hot path: a point read on this io thread (SQLite, per-thread connection), no pool hop.
+// The hot path: a cached document, or a point read on this io thread (SQLite, per-thread
+// connection), no pool hop.
 asio::awaitable<Response> ShowRun(ApiContext& ctx, const Request&, PathParams params) {
-  auto run = GetRun(ctx, params[0]);
-  if (!run) co_return RunErrorResponse(params[0], run.error());
-  co_return RunResponse(run.value());
+  if (!IsUuid(params[0])) co_return UnknownRun(params[0]);
+  auto document = ctx.runs.Document(params[0]);
+  if (!document) co_return RunErrorResponse(params[0], document.error());
+  co_return JsonResponse(std::move(document).value());
 }
 
 Error Invalid(std::string message) { return Error{Errc::kInvalidArgument, std::move(message)}; }

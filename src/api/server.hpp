@@ -36,7 +36,7 @@ class Server {
   // non-loopback host when no token is configured (kInvalidArgument saying so).
   Result<int> Listen(const std::string& host, int port);
 
-  // Serves on `threads` threads (0: one per core) until Stop(); returns when they have ended.
+  // Serves on `threads` threads (0: half the cores) until Stop(); returns when they have ended.
   void Run(int threads);
 
   // Thread-safe. Stops accepting, ends open connections (SSE streams too), and makes Run return.

@@ -23,7 +23,7 @@ struct ServerConfig {
   int port = 8000;
   std::string token;                         // empty: no auth (loopback only)
   std::size_t max_body_bytes = 16u << 20;    // bytes; larger bodies get 413
-  int threads = 0;                           // 0: one per core
+  int threads = 0;                           // API io threads; 0: half the cores (at least 1)
 };
 
 struct StoreConfig {

@@ -107,6 +107,13 @@ struct PendingStats {
   int max_priority = 0;
 };
 
+// What a read of one run saw, in a form the store can re-check cheaply (GetStamped).
+struct RunStamp {
+  long long key = 0;   // the store's own handle on the run (SQLite: its rowid); 0: unknown
+  uint64_t seen = 0;   // the run's change count when it was read
+  bool valid = false;  // false: RunUnchanged answers false
+};
+
 // Where a failed attempt went.
 enum class FailOutcome { kRetrying, kFailed };
 
@@ -125,6 +132,17 @@ class Store {
   virtual void SubmitAsync(NewRun run, SubmitCallback done) { done(Submit(run)); }
 
   virtual Result<Run> Get(std::string_view id) = 0;  // kNotFound
+
+  // Get, plus a stamp that RunUnchanged can check later without a query (the API caches run
+  // documents for clients that poll). Pass the stamp of an earlier read of the same run, or a
+  // default one: a store may need one read to learn where to look before its stamps count.
+  virtual Result<Run> GetStamped(std::string_view id, RunStamp& stamp) {
+    stamp = RunStamp{};
+    return Get(id);
+  }
+  // True only when the run read with `stamp` has certainly not changed since, in this process
+  // or any other. Cheap (no query); a store that cannot tell answers false.
+  virtual bool RunUnchanged(const RunStamp& stamp) const { return false; }
   virtual Result<RunPage> List(const RunFilter& filter) = 0;
 
   // Claims up to max_runs pending runs of the given types whose not_before has passed:

@@ -96,6 +96,36 @@ TEST_F(ApiServer, SubmitQueuesARunAndStatusShowsIt) {
   EXPECT_TRUE(run.contains("result"));
 }
 
+// Status documents are cached between polls; every change shows at once, whoever made it.
+TEST_F(ApiServer, RepeatedStatusReadsSeeEveryChange) {
+  std::string id = Submit({{"task_type", "echo"}, {"payload", {{"x", 1}}}});
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Status(id)["status"], "pending");
+  auto response = client_.Get("/runs/" + id);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(Body(response.value())["status"], "pending");
+
+  // The server's own store: claim and progress.
+  auto leases = server_.store().Claim(store::ClaimRequest{"host/cpu0", {"echo"}, Millis(10'000), 1});
+  ASSERT_TRUE(leases);
+  ASSERT_EQ(leases.value().size(), 1u);
+  EXPECT_EQ(Status(id)["status"], "processing");
+  ASSERT_TRUE(server_.store().ReportProgress(id, leases.value()[0].token, Progress{0.25, "a"}));
+  EXPECT_EQ(Status(id)["progress"]["fraction"], 0.25);
+  EXPECT_EQ(Status(id)["progress"]["fraction"], 0.25);
+
+  // Another store on the same file, as a separate `gpuq agent` process would be.
+  ManualClock clock;
+  auto other = store::SqliteStore::Open(server_.data_dir() / "gpuq.db", clock);
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(other.value()->Complete(id, leases.value()[0].token, Json{{"y", 2}}, {}));
+  Json done = Status(id);
+  EXPECT_EQ(done["status"], "completed");
+  EXPECT_EQ(done["result"], Json({{"y", 2}}));
+  response = client_.Get("/runs/" + id);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(Body(response.value())["status"], "completed");
+}
+
 TEST_F(ApiServer, SubmitTakesDefaultsFromTheTaskType) {
   std::string id = Submit({{"task_type", "comfyui"}});
 

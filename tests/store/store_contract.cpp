@@ -811,4 +811,62 @@ TEST_P(StoreContract, WaitForWorkReturnsAfterMaxWaitWhenNothingHappens) {
 
 TEST_P(StoreContract, PingAnswers) { EXPECT_TRUE(store_->Ping()); }
 
+
+// ---------------------------------------------------------------------------------------------
+// Run stamps: a backend may say "unchanged" only when nothing changed (any backend may always
+// say "changed").
+
+namespace {
+
+// Reads `id` twice (the second read has the first's stamp as its hint) and returns the stamp.
+RunStamp Stamp(Store& store, const std::string& id) {
+  RunStamp stamp;
+  for (int i = 0; i < 2; ++i) {
+    auto run = store.GetStamped(id, stamp);
+    EXPECT_TRUE(run) << run.error().message;
+    if (run) {
+      EXPECT_EQ(run.value().id, id);
+    }
+  }
+  return stamp;
+}
+
+}  // namespace
+
+TEST_P(StoreContract, RunStampsNeverHideAChange) {
+  std::string id = SubmitOk("echo");
+  RunStamp stamp = Stamp(*store_, id);
+
+  Lease lease = ClaimOne("echo");
+  ASSERT_EQ(lease.run.id, id);
+  EXPECT_FALSE(store_->RunUnchanged(stamp)) << "after the claim";
+
+  stamp = Stamp(*store_, id);
+  ASSERT_TRUE(store_->ReportProgress(id, lease.token, Progress{0.5, "half"}));
+  EXPECT_FALSE(store_->RunUnchanged(stamp)) << "after progress";
+
+  stamp = Stamp(*store_, id);
+  ASSERT_TRUE(store_->Complete(id, lease.token, Json{{"ok", true}}, {}));
+  EXPECT_FALSE(store_->RunUnchanged(stamp)) << "after completion";
+
+  // A second store on the same data stands in for another process.
+  auto other = GetParam().open(dir_.path(), clock_);
+  ASSERT_TRUE(other) << other.error().message;
+  std::string second = SubmitOk("echo");
+  stamp = Stamp(*store_, second);
+  ASSERT_TRUE(other.value()->Cancel(second));
+  EXPECT_FALSE(store_->RunUnchanged(stamp)) << "after a cancel through another store";
+
+  stamp = Stamp(*store_, second);
+  ASSERT_TRUE(other.value()->Retry(second));
+  EXPECT_FALSE(store_->RunUnchanged(stamp)) << "after a retry through another store";
+  EXPECT_EQ(GetOk(second).state, RunState::kPending);
+
+  RunStamp unknown;
+  auto missing = store_->GetStamped("00000000-0000-4000-8000-000000000000", unknown);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::kNotFound);
+  EXPECT_FALSE(store_->RunUnchanged(unknown));
+}
+
 }  // namespace gpuq::store::testing

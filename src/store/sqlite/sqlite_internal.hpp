@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -25,6 +26,7 @@
 
 #include <fmt/format.h>
 
+#include "store/sqlite/change_stamps.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace gpuq::store::sqlite {
@@ -34,6 +36,7 @@ namespace gpuq::store::sqlite {
   "id, type, priority, state, payload, result, error, parent_run_id, depends_on, attempts, " \
   "max_attempts, timeout_s, progress, waiting_reason, worker, gpu, idempotency_key, "        \
   "created_at, started_at, finished_at, not_before, cancel_requested, files"
+inline constexpr int kRunColumnCount = 23;  // of GPUQ_RUN_COLUMNS
 
 inline constexpr int kBusyTimeoutMs = 30'000;
 
@@ -330,6 +333,17 @@ struct StoreState : ReaderOwner {
       std::lock_guard lock(GlobalRegistry().mu);
       GlobalRegistry().live.emplace(id, this);
     }
+    stamps = ChangeStamps::Open(file);
+    // Every row of `runs` this process changes, so its stamp is bumped after the commit. The
+    // hook sees the statements of every write path, so none can forget to.
+    sqlite3_update_hook(
+        writer_conn->db(),
+        [](void* self, int, const char*, const char* table, sqlite3_int64 rowid) {
+          if (std::strcmp(table, "runs") == 0) {
+            static_cast<StoreState*>(self)->changed_runs.push_back(rowid);
+          }
+        },
+        this);
     sqlite3_wal_hook(
         writer_conn->db(),
         [](void* self, sqlite3*, const char*, int pages) {
@@ -561,6 +575,12 @@ struct StoreState : ReaderOwner {
         wake = false;
       }
     }
+    // After the commit (or the rollback: a needless bump only costs a re-read), before any
+    // caller hears back: whoever learns of this write reads past the stamps' old values.
+    if (stamps) {
+      for (int64_t rowid : changed_runs) stamps->Bump(rowid);
+    }
+    changed_runs.clear();
     if (wake) {
       {
         std::lock_guard lock(work_mu);
@@ -577,6 +597,8 @@ struct StoreState : ReaderOwner {
   uint64_t id = 0;
 
   std::unique_ptr<Conn> writer_conn;      // used only by the writer thread (and Open, before it)
+  std::unique_ptr<ChangeStamps> stamps;   // null: stamps are off, every read counts as fresh
+  std::vector<int64_t> changed_runs;      // writer thread: rowids of the open transaction
   std::unique_ptr<Conn> checkpoint_conn;  // used only by the checkpoint thread
   std::mutex queue_mu;
   std::condition_variable queue_cv;

@@ -551,6 +551,35 @@ Result<Run> SqliteStore::Get(std::string_view id) {
   return LoadRun(*slot->conn, id);
 }
 
+Result<Run> SqliteStore::GetStamped(std::string_view id, RunStamp& stamp) {
+  const ChangeStamps* stamps = state_->stamps.get();
+  if (stamps == nullptr) {
+    stamp = RunStamp{};
+    return Get(id);
+  }
+  // The stamp is loaded before the read: a commit the read does not see bumps it afterwards.
+  // Without an earlier stamp the rowid is not known yet, so this read's stamp stays invalid.
+  const long long known = stamp.key;
+  const uint64_t seen = known != 0 ? stamps->Load(known) : 0;
+  BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+  BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare("SELECT " GPUQ_RUN_COLUMNS
+                                                ", rowid FROM runs WHERE id = ?"));
+  s.Bind(id);
+  BOOST_OUTCOME_TRY(auto row, s.Step());
+  if (!row) {
+    stamp = RunStamp{};
+    return NotFound(id);
+  }
+  const long long rowid = s.Int(kRunColumnCount);
+  stamp = RunStamp{rowid, seen, known == rowid};
+  return ReadRun(s);
+}
+
+bool SqliteStore::RunUnchanged(const RunStamp& stamp) const {
+  const ChangeStamps* stamps = state_->stamps.get();
+  return stamp.valid && stamps != nullptr && stamps->Load(stamp.key) == stamp.seen;
+}
+
 Result<RunPage> SqliteStore::List(const RunFilter& filter) {
   int limit = std::clamp(filter.limit, 1, 1000);
   std::optional<std::pair<long long, std::string>> cursor;

@@ -36,6 +36,8 @@ class SqliteStore final : public Store {
   // Invalid runs are refused inline, on the caller's thread, before SubmitAsync returns.
   void SubmitAsync(NewRun run, SubmitCallback done) override;
   Result<Run> Get(std::string_view id) override;
+  Result<Run> GetStamped(std::string_view id, RunStamp& stamp) override;
+  bool RunUnchanged(const RunStamp& stamp) const override;
   Result<RunPage> List(const RunFilter& filter) override;
   Result<std::vector<Lease>> Claim(const ClaimRequest& request) override;
   Result<LeaseStatus> Heartbeat(std::string_view id, long long token, Millis ttl) override;
