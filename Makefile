@@ -53,7 +53,7 @@ test: build
 
 $(ASAN_BUILD)/build.ninja: | deps
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DGPUQ_SANITIZE=ON -DGPUQ_BUILD_BENCH=OFF
+	  -DGPUQ_SANITIZE=ON -DGPUQ_BUILD_BENCH=OFF -DGPUQ_BUILD_E2E_AND_DOCKER_TESTS=OFF
 
 asan: deps $(ASAN_BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD) -j $(JOBS)

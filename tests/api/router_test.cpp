@@ -62,7 +62,9 @@ TEST(Router, UnknownPathIsNotKnown) {
 }
 
 TEST(Router, WrongMethodIsKnownPathWithAllow) {
-  auto match = TestRouter().Find(Method::kGet, "/runs/abc/cancel");
+  Router router = TestRouter();  // a match's `allow` points into its router
+
+  auto match = router.Find(Method::kGet, "/runs/abc/cancel");
 
   EXPECT_EQ(match.handler, nullptr);
   EXPECT_TRUE(match.path_known);
