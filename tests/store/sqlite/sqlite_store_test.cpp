@@ -255,104 +255,104 @@ TEST(OpenStore, RejectsRedisForNowAndUnknownSchemes) {
 // Run stamps (the API's run-document cache): valid from the second read, untouched by writes to
 // other runs, broken by writes from another process and by purges; off when the file is unusable.
 
+// The stamp tests share one SQLite file in a temp dir; each test opens it when it is ready.
+class SqliteStamps : public ::testing::Test {
+ protected:
+  Store& Open() {
+    auto store = SqliteStore::Open(dir_ / "q.db", clock_);
+    EXPECT_TRUE(store) << store.error().message;
+    store_ = std::move(store).value();
+    return *store_;
+  }
+  std::string SubmitOk(Store& s, const std::string& type = "echo") {
+    auto submitted = s.Submit(NewRun{.type = type});
+    EXPECT_TRUE(submitted) << submitted.error().message;
+    return submitted ? submitted.value().id : std::string();
+  }
+
+  gpuq::testing::TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<SqliteStore> store_;
+};
+
 RunStamp StampOf(Store& store, const std::string& id) {
   RunStamp stamp;
   for (int i = 0; i < 2; ++i) EXPECT_TRUE(store.GetStamped(id, stamp));
   return stamp;
 }
 
-TEST(SqliteStamps, HoldFromTheSecondReadUntilTheRunChanges) {
-  gpuq::testing::TempDir dir;
-  ManualClock clock;
-  auto store = SqliteStore::Open(dir / "q.db", clock);
-  ASSERT_TRUE(store);
-  Store& s = *store.value();
-  auto a = s.Submit(NewRun{.type = "echo"});
-  auto b = s.Submit(NewRun{.type = "other"});
-  ASSERT_TRUE(a && b);
+TEST_F(SqliteStamps, HoldFromTheSecondReadUntilTheRunChanges) {
+  Store& s = Open();
+  std::string a = SubmitOk(s);
+  std::string b = SubmitOk(s, "other");
 
   RunStamp first;
-  ASSERT_TRUE(s.GetStamped(a.value().id, first));
+  ASSERT_TRUE(s.GetStamped(a, first));
   EXPECT_FALSE(s.RunUnchanged(first)) << "the first read does not know the rowid yet";
-  RunStamp stamp = StampOf(s, a.value().id);
+  RunStamp stamp = StampOf(s, a);
   EXPECT_TRUE(s.RunUnchanged(stamp));
 
   // Writes to another run, and writes that touch no run, leave the stamp alone.
   auto leases = s.Claim(ClaimRequest{"host/cpu0", {"other"}, Millis(10'000), 1});
   ASSERT_TRUE(leases);
   ASSERT_EQ(leases.value().size(), 1u);
-  ASSERT_TRUE(s.Complete(b.value().id, leases.value()[0].token, Json::object(), {}));
+  ASSERT_TRUE(s.Complete(b, leases.value()[0].token, Json::object(), {}));
   ASSERT_TRUE(s.Submit(NewRun{.type = "other"}));
   EXPECT_TRUE(s.RunUnchanged(stamp));
 
-  ASSERT_TRUE(s.Cancel(a.value().id));
+  ASSERT_TRUE(s.Cancel(a));
   EXPECT_FALSE(s.RunUnchanged(stamp));
-  EXPECT_TRUE(s.RunUnchanged(StampOf(s, a.value().id)));
+  EXPECT_TRUE(s.RunUnchanged(StampOf(s, a)));
 }
 
-TEST(SqliteStamps, AWriteByAnotherProcessBreaksTheStamp) {
-  gpuq::testing::TempDir dir;
-  ManualClock clock;
-  auto store = SqliteStore::Open(dir / "q.db", clock);
-  ASSERT_TRUE(store);
-  Store& s = *store.value();
-  auto id = s.Submit(NewRun{.type = "echo"});
-  ASSERT_TRUE(id);
-  RunStamp stamp = StampOf(s, id.value().id);
+TEST_F(SqliteStamps, AWriteByAnotherProcessBreaksTheStamp) {
+  Store& s = Open();
+  std::string id = SubmitOk(s);
+  RunStamp stamp = StampOf(s, id);
   ASSERT_TRUE(s.RunUnchanged(stamp));
 
   // The claimer process claims and completes every echo run, then exits.
   gpuq::testing::ChildProcess child(
-      {GPUQ_STORE_CLAIMER, "sqlite://" + (dir / "q.db").string(), "echo", "4",
-       (dir / "ready").string(), (dir / "ids").string()},
-      dir / "out");
+      {GPUQ_STORE_CLAIMER, "sqlite://" + (dir_ / "q.db").string(), "echo", "4",
+       (dir_ / "ready").string(), (dir_ / "ids").string()},
+      dir_ / "out");
   ASSERT_EQ(child.Wait(), 0) << child.Output();
 
   EXPECT_FALSE(s.RunUnchanged(stamp));
-  auto run = s.GetStamped(id.value().id, stamp);
+  auto run = s.GetStamped(id, stamp);
   ASSERT_TRUE(run);
   EXPECT_EQ(run.value().state, RunState::kCompleted);
   EXPECT_TRUE(s.RunUnchanged(stamp));
 }
 
-TEST(SqliteStamps, APurgedRunBreaksItsStamp) {
-  gpuq::testing::TempDir dir;
-  ManualClock clock;
-  auto store = SqliteStore::Open(dir / "q.db", clock);
-  ASSERT_TRUE(store);
-  Store& s = *store.value();
-  auto id = s.Submit(NewRun{.type = "echo"});
-  ASSERT_TRUE(id);
-  ASSERT_TRUE(s.Cancel(id.value().id));
-  RunStamp stamp = StampOf(s, id.value().id);
+TEST_F(SqliteStamps, APurgedRunBreaksItsStamp) {
+  Store& s = Open();
+  std::string id = SubmitOk(s);
+  ASSERT_TRUE(s.Cancel(id));
+  RunStamp stamp = StampOf(s, id);
   ASSERT_TRUE(s.RunUnchanged(stamp));
 
-  clock.Advance(std::chrono::hours(48));
-  auto purged = s.PurgeFinishedBefore(clock.Now() - std::chrono::hours(24));
+  clock_.Advance(std::chrono::hours(48));
+  auto purged = s.PurgeFinishedBefore(clock_.Now() - std::chrono::hours(24));
   ASSERT_TRUE(purged);
   ASSERT_EQ(purged.value().size(), 1u);
 
   EXPECT_FALSE(s.RunUnchanged(stamp));
-  auto gone = s.GetStamped(id.value().id, stamp);
+  auto gone = s.GetStamped(id, stamp);
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().code, Errc::kNotFound);
 }
 
-TEST(SqliteStamps, AStampFileOfAnotherLayoutTurnsStampsOffNotTheStore) {
-  gpuq::testing::TempDir dir;
-  ManualClock clock;
-  std::ofstream(dir / "q.db-stamps") << "not a stamp file, but long enough to have a header";
-  auto store = SqliteStore::Open(dir / "q.db", clock);
-  ASSERT_TRUE(store) << store.error().message;
-  Store& s = *store.value();
-  auto id = s.Submit(NewRun{.type = "echo"});
-  ASSERT_TRUE(id);
+TEST_F(SqliteStamps, AStampFileOfAnotherLayoutTurnsStampsOffNotTheStore) {
+  std::ofstream(dir_ / "q.db-stamps") << "not a stamp file, but long enough to have a header";
+  Store& s = Open();
+  std::string id = SubmitOk(s);
 
-  RunStamp stamp = StampOf(s, id.value().id);
+  RunStamp stamp = StampOf(s, id);
   EXPECT_FALSE(s.RunUnchanged(stamp));
-  auto run = s.GetStamped(id.value().id, stamp);
+  auto run = s.GetStamped(id, stamp);
   ASSERT_TRUE(run);
-  EXPECT_EQ(run.value().id, id.value().id);
+  EXPECT_EQ(run.value().id, id);
 }
 
 }  // namespace
