@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "store/sqlite/change_stamps.hpp"
+#include "store/sqlite/wal_checkpointer.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace gpuq::store::sqlite {
@@ -39,11 +40,6 @@ namespace gpuq::store::sqlite {
 inline constexpr int kRunColumnCount = 23;  // of GPUQ_RUN_COLUMNS
 
 inline constexpr int kBusyTimeoutMs = 30'000;
-
-// The writer never checkpoints (wal_autocheckpoint = 0): a checkpoint inside a commit stalls
-// every write queued behind it. A thread of its own runs a PASSIVE checkpoint whenever a
-// commit leaves the WAL at this many pages or more (4 MiB at 4 KiB pages).
-inline constexpr int kCheckpointPages = 1000;
 
 inline Json ParseJson(std::string_view text) {
   // Only this store writes these columns; a value that does not parse reads as null.
@@ -157,11 +153,13 @@ class Stmt {
 // One SQLite connection and its statement cache. Used by one thread at a time.
 class Conn {
  public:
-  static Result<std::unique_ptr<Conn>> Open(const std::filesystem::path& file) {
+  // `vfs`: null for the default one.
+  static Result<std::unique_ptr<Conn>> Open(const std::filesystem::path& file,
+                                            const char* vfs = nullptr) {
     sqlite3* db = nullptr;
     int rc =
         sqlite3_open_v2(file.c_str(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
     if (rc != SQLITE_OK) {
       Error error = SqlError(db, rc, fmt::format("open {}", file.string()));
       sqlite3_close_v2(db);
@@ -308,6 +306,14 @@ struct Op {
   static_assert(sizeof(std::atomic<int>) == sizeof(int));
 };
 
+// The database's page size (4096 when it cannot be read).
+inline int PageSize(Conn& conn) {
+  auto s = conn.Prepare("PRAGMA page_size");
+  if (!s) return 4096;
+  auto row = s.value().Step();
+  return row && row.value() ? static_cast<int>(s.value().Int(0)) : 4096;
+}
+
 // The tables of GPU workers (named leases, agents, commands) and the index PendingRuns reads,
 // added by schema version 2 (sqlite_gpu.cpp). Runs on a version-1 file as its upgrade.
 extern const char* const kGpuSchema;
@@ -347,11 +353,12 @@ struct StoreState : ReaderOwner {
     sqlite3_wal_hook(
         writer_conn->db(),
         [](void* self, sqlite3*, const char*, int pages) {
-          static_cast<StoreState*>(self)->AfterCommit(pages);
+          static_cast<StoreState*>(self)->checkpointer->AfterCommit(pages);
           return SQLITE_OK;
         },
         this);
-    checkpointer = std::thread([this] { CheckpointLoop(); });
+    checkpointer = std::make_unique<WalCheckpointer>(checkpoint_conn->db(), PageSize(*writer_conn),
+                                                     kBusyTimeoutMs);
     writer = std::thread([this] { WriterLoop(); });
   }
 
@@ -362,12 +369,7 @@ struct StoreState : ReaderOwner {
     }
     queue_cv.notify_one();
     writer.join();
-    {
-      std::lock_guard lock(checkpoint_mu);
-      checkpoint_stopping = true;
-    }
-    checkpoint_cv.notify_one();
-    checkpointer.join();
+    checkpointer.reset();
     {
       std::lock_guard lock(GlobalRegistry().mu);
       GlobalRegistry().live.erase(id);
@@ -445,49 +447,26 @@ struct StoreState : ReaderOwner {
     while (true) {
       {
         std::unique_lock lock(queue_mu);
+        auto ready = [this] { return stopping || !queue.empty(); };
         writer_sleeping = true;
-        queue_cv.wait(lock, [this] { return stopping || !queue.empty(); });
+        bool idle = false;
+        if (checkpointer->TailWhenIdle()) {
+          idle = !queue_cv.wait_for(lock, checkpointer->idle_delay(), ready);
+        } else {
+          queue_cv.wait(lock, ready);
+        }
         writer_sleeping = false;
+        if (idle) {
+          lock.unlock();
+          checkpointer->CopyTail(writer_conn->db(), /*idle=*/true);
+          continue;
+        }
         if (queue.empty()) return;  // stopping, and nothing left to do
         batch.swap(queue);
       }
+      if (checkpointer->TailDue()) checkpointer->CopyTail(writer_conn->db(), /*idle=*/false);
       if (!RunBatch(batch, /*savepoints=*/false)) RunBatch(batch, /*savepoints=*/true);
       batch.clear();
-    }
-  }
-
-  // Called by SQLite on the writer thread after each commit with the WAL's size in pages.
-  void AfterCommit(int wal_pages) {
-    if (wal_pages < kCheckpointPages || checkpoint_wanted.load(std::memory_order_relaxed)) return;
-    {
-      std::lock_guard lock(checkpoint_mu);
-      checkpoint_wanted = true;
-    }
-    checkpoint_cv.notify_one();
-  }
-
-  // Copies the WAL back into the database file off the commit path. PASSIVE never waits for
-  // the writer or readers; what it could not copy is copied by the next round. Once a round
-  // copied everything, the writer's next transaction starts the WAL over from its beginning.
-  void CheckpointLoop() {
-    pthread_setname_np(pthread_self(), "gpuq-checkpoint");
-    std::unique_lock lock(checkpoint_mu);
-    while (true) {
-      checkpoint_cv.wait(lock, [this] { return checkpoint_stopping || checkpoint_wanted.load(); });
-      if (checkpoint_stopping) return;
-      lock.unlock();
-      int log_pages = 0;
-      int copied = 0;
-      int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                         &log_pages, &copied);
-      checkpoints_run.fetch_add(1, std::memory_order_relaxed);
-      lock.lock();
-      checkpoint_wanted = false;
-      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-        // Nothing is lost: the WAL just grows until a later round succeeds. Do not spin.
-        checkpoint_cv.wait_for(lock, std::chrono::milliseconds(100),
-                               [this] { return checkpoint_stopping; });
-      }
     }
   }
 
@@ -607,12 +586,7 @@ struct StoreState : ReaderOwner {
   bool stopping = false;
   std::thread writer;
 
-  std::mutex checkpoint_mu;
-  std::condition_variable checkpoint_cv;
-  std::atomic<bool> checkpoint_wanted{false};
-  bool checkpoint_stopping = false;
-  std::atomic<uint64_t> checkpoints_run{0};
-  std::thread checkpointer;
+  std::unique_ptr<WalCheckpointer> checkpointer;  // before the writer starts, after it ends
 
   std::mutex readers_mu;
   std::vector<std::unique_ptr<Conn>> readers;

@@ -87,8 +87,9 @@ class SqliteStore final : public Store {
   Result<void> Ping() override;
 
   // The schema version this build writes (PRAGMA user_version). 2 added the GPU-worker tables
-  // (named leases, agents, commands); a version-1 file is upgraded in place at open.
-  static constexpr int kSchemaVersion = 2;
+  // (named leases, agents, commands); 3 made the list indexes ascending. Older files are
+  // upgraded in place at open.
+  static constexpr int kSchemaVersion = 3;
 
  private:
   struct State;  // connections, writer thread, queues: all of sqlite3 stays in the .cpp

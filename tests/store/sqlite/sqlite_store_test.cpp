@@ -94,6 +94,61 @@ TEST(SqliteStore, UpgradesAVersionOneFileInPlace) {
   EXPECT_EQ(store.value()->PendingRuns({"echo"}, 10).value().size(), 1u);
 }
 
+// The list indexes of a version-2 file were DESC; the upgrade rebuilds them ascending and
+// lists still come newest first, through the index (no sort).
+TEST(SqliteStore, UpgradesAVersionTwoFileToAscendingListIndexes) {
+  gpuq::testing::TempDir dir;
+  ManualClock clock;
+  std::vector<std::string> ids;
+  {
+    auto store = SqliteStore::Open(dir / "q.db", clock);
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 3; ++i) {
+      ids.push_back(store.value()->Submit(NewRun{.type = "echo"}).value().id);
+      clock.Advance(Millis(5));
+    }
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX runs_newest; DROP INDEX runs_state_newest; "
+                         "DROP INDEX runs_type_newest; DROP INDEX runs_parent_newest; "
+                         "CREATE INDEX runs_newest ON runs (created_at DESC, id DESC); "
+                         "CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC); "
+                         "CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC); "
+                         "CREATE INDEX runs_parent_newest ON runs "
+                         "(parent_run_id, created_at DESC, id DESC) WHERE parent_run_id IS NOT NULL; "
+                         "PRAGMA user_version = 2",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+
+  ASSERT_TRUE(store) << store.error().message;
+  auto page = store.value()->List(RunFilter{.state = RunState::kPending});
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page.value().runs.size(), 3u);
+  EXPECT_EQ(page.value().runs[0].id, ids[2]);
+  EXPECT_EQ(page.value().runs[2].id, ids[0]);
+  ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'runs_%newest' "
+                               "AND sql NOT LIKE '%DESC%'",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 4);
+  sqlite3_finalize(stmt);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), SqliteStore::kSchemaVersion);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
 TEST(SqliteStore, FailsUnavailableWhenTheDirectoryCannotBeCreated) {
   gpuq::testing::TempDir dir;
   ManualClock clock;
