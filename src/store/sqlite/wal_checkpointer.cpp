@@ -11,6 +11,7 @@ WalCheckpointer::WalCheckpointer(sqlite3* db, int page_size, int busy_timeout_ms
                                  WalLimits limits)
     : busy_timeout_ms_(busy_timeout_ms),
       round_frames_(std::max<int64_t>(1, limits.round_bytes / std::max(page_size, 512))),
+      idle_tail_frames_(limits.idle_tail_bytes / std::max(page_size, 512)),
       hard_limit_frames_(std::max<int64_t>(1, limits.hard_limit_bytes / std::max(page_size, 512))),
       idle_delay_(limits.idle_delay),
       db_(db),
@@ -31,7 +32,7 @@ void WalCheckpointer::AfterCommit(int wal_frames) {
   if (wal_frames < last_frames_) next_round_at_ = round_frames_;  // the WAL started over
   last_frames_ = wal_frames;
   // A short WAL is not worth two fsyncs; it starts over on its own once a round caught up.
-  tail_when_idle_ = wal_frames >= round_frames_;
+  tail_when_idle_ = wal_frames >= idle_tail_frames_;
   if (wal_frames >= hard_limit_frames_) tail_due_ = true;
   if (wal_frames < next_round_at_) return;
   next_round_at_ = wal_frames + round_frames_;

@@ -29,7 +29,10 @@ struct sqlite3;
 namespace gpuq::store::sqlite {
 
 struct WalLimits {
-  int64_t round_bytes = 4 << 20;                // WAL written that starts the next round
+  // WAL written that starts the next round. Rounds copy each page once however often it
+  // changed since the last: 16 MiB rounds cost a third less copying than 4 MiB ones.
+  int64_t round_bytes = 16 << 20;
+  int64_t idle_tail_bytes = 4 << 20;            // a smaller WAL is left for a round to copy
   int64_t hard_limit_bytes = 1024ll << 20;      // the writer copies the tail past this size
   std::chrono::milliseconds idle_delay{50};     // a writer idle this long copies the tail
 };
@@ -50,8 +53,8 @@ class WalCheckpointer {
   void AfterCommit(int wal_frames);
   // Writer thread: whether to copy the tail before the next batch (the hard limit).
   bool TailDue() const { return tail_due_; }
-  // Writer thread: whether an idle writer should copy the tail (the WAL holds a round's
-  // worth of frames and was not copied since the last commit).
+  // Writer thread: whether an idle writer should copy the tail (the WAL holds idle_tail_bytes
+  // or more and was not copied since the last commit).
   bool TailWhenIdle() const { return tail_when_idle_; }
   // Writer thread, between batches: copies what is left; the next write transaction then
   // starts the WAL over (unless a reader still reads an old snapshot: then a later one).
@@ -67,6 +70,7 @@ class WalCheckpointer {
 
   const int busy_timeout_ms_;
   const int64_t round_frames_;
+  const int64_t idle_tail_frames_;
   const int64_t hard_limit_frames_;
   const std::chrono::milliseconds idle_delay_;
   sqlite3* db_;

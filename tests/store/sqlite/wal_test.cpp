@@ -73,7 +73,7 @@ TEST(WalCheckpointer, AnIdleWriterStartsTheWalOverAndCutsTheFileBack) {
   auto store = SqliteStore::Open(dir / "q.db", clock);
   ASSERT_TRUE(store) << store.error().message;
   const auto wal = dir / "q.db-wal";
-  // More than a round's worth (4 MiB): 1,200 runs with 4 KB payloads.
+  // More than the WAL an idle writer copies (4 MiB): 1,200 runs with 4 KB payloads.
   std::vector<std::string> ids;
   const std::string blob(4000, 'x');
   for (int i = 0; i < 1200; ++i) {
