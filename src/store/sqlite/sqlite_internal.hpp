@@ -27,8 +27,8 @@
 #include <fmt/format.h>
 
 #include "store/sqlite/change_stamps.hpp"
-#include "store/sqlite/wal_checkpointer.hpp"
 #include "store/sqlite/sqlite_store.hpp"
+#include "store/sqlite/wal_checkpointer.hpp"
 
 namespace gpuq::store::sqlite {
 
@@ -157,9 +157,8 @@ class Conn {
   static Result<std::unique_ptr<Conn>> Open(const std::filesystem::path& file,
                                             const char* vfs = nullptr) {
     sqlite3* db = nullptr;
-    int rc =
-        sqlite3_open_v2(file.c_str(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
+    int rc = sqlite3_open_v2(file.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
     if (rc != SQLITE_OK) {
       Error error = SqlError(db, rc, fmt::format("open {}", file.string()));
       sqlite3_close_v2(db);

@@ -425,9 +425,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
   BOOST_OUTCOME_TRY(conn->Exec("COMMIT"));
   BOOST_OUTCOME_TRY(conn->Exec("PRAGMA wal_autocheckpoint = 0"));
   // A WAL that grew under a burst is truncated back to this size once it starts over.
-  BOOST_OUTCOME_TRY(conn->Exec(fmt::format("PRAGMA journal_size_limit = {}",
-                                           WalCheckpointer::kJournalSizeLimit)
-                                   .c_str()));
+  BOOST_OUTCOME_TRY(conn->Exec(
+      fmt::format("PRAGMA journal_size_limit = {}", WalCheckpointer::kJournalSizeLimit).c_str()));
   BOOST_OUTCOME_TRY(auto checkpoint_conn, Conn::Open(file));
   auto state =
       std::make_unique<State>(std::move(file), clock, std::move(conn), std::move(checkpoint_conn));

@@ -7,8 +7,7 @@
 
 namespace gpuq::store::sqlite {
 
-WalCheckpointer::WalCheckpointer(sqlite3* db, int page_size, int busy_timeout_ms,
-                                 WalLimits limits)
+WalCheckpointer::WalCheckpointer(sqlite3* db, int page_size, int busy_timeout_ms, WalLimits limits)
     : busy_timeout_ms_(busy_timeout_ms),
       round_frames_(std::max<int64_t>(1, limits.round_bytes / std::max(page_size, 512))),
       idle_tail_frames_(limits.idle_tail_bytes / std::max(page_size, 512)),

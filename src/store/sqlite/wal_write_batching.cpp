@@ -169,9 +169,26 @@ int Unfetch(sqlite3_file* f, sqlite3_int64 offset, void* page) {
 }
 
 constexpr sqlite3_io_methods kIo = {
-    3,         Close,        Read,       Write,    Truncate, Sync,
-    FileSize,  Lock,         Unlock,     CheckReservedLock,  FileControl,
-    SectorSize, DeviceCharacteristics, ShmMap, ShmLock, ShmBarrier, ShmUnmap, Fetch, Unfetch};
+    .iVersion = 3,
+    .xClose = Close,
+    .xRead = Read,
+    .xWrite = Write,
+    .xTruncate = Truncate,
+    .xSync = Sync,
+    .xFileSize = FileSize,
+    .xLock = Lock,
+    .xUnlock = Unlock,
+    .xCheckReservedLock = CheckReservedLock,
+    .xFileControl = FileControl,
+    .xSectorSize = SectorSize,
+    .xDeviceCharacteristics = DeviceCharacteristics,
+    .xShmMap = ShmMap,
+    .xShmLock = ShmLock,
+    .xShmBarrier = ShmBarrier,
+    .xShmUnmap = ShmUnmap,
+    .xFetch = Fetch,
+    .xUnfetch = Unfetch,
+};
 
 int Open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* out_flags) {
   File* f = Self(file);
