@@ -28,5 +28,7 @@ function(gpuq_test name)
   if(NOT labels)
     set(labels unit)
   endif()
-  gtest_discover_tests(${name} PROPERTIES LABELS "${labels}" ${ARG_PROPERTIES} DISCOVERY_TIMEOUT 60)
+  # A hung test fails after 10 minutes instead of CTest's 25, which would take CI past its hour.
+  gtest_discover_tests(${name} PROPERTIES LABELS "${labels}" TIMEOUT 600 ${ARG_PROPERTIES}
+                       DISCOVERY_TIMEOUT 60)
 endfunction()

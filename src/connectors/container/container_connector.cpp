@@ -6,9 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <set>
+#include <stop_token>
+#include <thread>
 
 #include "connectors/command/command_connector.hpp"
 #include "core/placeholder.hpp"
@@ -22,6 +27,8 @@ using namespace std::chrono_literals;
 constexpr size_t kLastLines = 3;   // lines quoted when a container fails
 constexpr size_t kMaxLine = 1024;  // longer lines are cut in those quotes
 constexpr auto kSettle = 10s;      // from the end of the log stream to the exited state
+constexpr auto kWatchPoll = 250ms;  // how often the log watcher looks at the container
+constexpr auto kLogGrace = 1s;      // stopped this long: its output has arrived
 
 const std::set<std::string, std::less<>> kSettingKeys = {
     "image",   "allow_image_override", "command", "allow_command_override",
@@ -420,13 +427,40 @@ Result<Outcome> ContainerConnector::Execute(RunContext& ctx) {
     return fail(Error{ok.error().code,
                       fmt::format("start container {}: {}", spec.name, ok.error().message)});
   }
+  // Podman (4.3) at times keeps a follow=1 log stream open after a container that exited at
+  // once: a CI run waited 25 minutes on `exit 0`. A watcher ends the stream once the container
+  // has been stopped for kLogGrace, by when its output has arrived.
+  std::stop_source end_logs;
+  std::stop_callback forward_stop(ctx.stop, [&] { end_logs.request_stop(); });
+  std::atomic<bool> ended_by_exit{false};
+  std::jthread watcher([&](std::stop_token watching) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mu);
+    auto pause = [&](auto how_long) {  // false once the watcher is told to stop
+      cv.wait_for(lock, watching, how_long, [] { return false; });
+      return !watching.stop_requested();
+    };
+    while (pause(kWatchPoll)) {
+      auto info = docker.Inspect(spec.name);
+      bool gone = !info && info.error().code == Errc::kNotFound;
+      if (!gone && (!info || info.value().running)) continue;
+      if (!pause(kLogGrace)) return;
+      ended_by_exit = true;
+      end_logs.request_stop();
+      return;
+    }
+  });
   auto followed = docker.FollowLogs(
-      spec.name, [&](int stream, std::string_view bytes) { relay.Write(stream, bytes); }, ctx.stop,
-      deadline);
+      spec.name, [&](int stream, std::string_view bytes) { relay.Write(stream, bytes); },
+      end_logs.get_token(), deadline);
+  watcher.request_stop();
+  watcher.join();
   if (ctx.stop.stop_requested()) {
     kill_and_remove();
     return stopped();
   }
+  if (ended_by_exit) followed = Ok();
   if (!followed && followed.error().code == Errc::kTimeout) {
     kill_and_remove();
     return fail(
