@@ -39,6 +39,7 @@ struct WalLimits {
 
 class WalCheckpointer {
  public:
+  static constexpr std::chrono::seconds kMaxIdleRetry{5};
   // What the WAL file is cut back to when it starts over after a burst.
   static constexpr int64_t kJournalSizeLimit = 64 << 20;
 
@@ -61,7 +62,8 @@ class WalCheckpointer {
   // `idle`: nothing is queued, so also cut the file back to empty.
   void CopyTail(sqlite3* writer, bool idle);
 
-  std::chrono::milliseconds idle_delay() const { return idle_delay_; }
+  // Writer thread: how long to be idle before the next idle CopyTail.
+  std::chrono::milliseconds idle_delay() const { return retry_delay_; }
   uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
   uint64_t tails() const { return tails_.load(std::memory_order_relaxed); }
 
@@ -72,7 +74,7 @@ class WalCheckpointer {
   const int64_t round_frames_;
   const int64_t idle_tail_frames_;
   const int64_t hard_limit_frames_;
-  const std::chrono::milliseconds idle_delay_;
+  const std::chrono::milliseconds base_idle_delay_;
   sqlite3* db_;
 
   // Writer thread only.
@@ -80,6 +82,7 @@ class WalCheckpointer {
   int64_t last_frames_ = 0;
   bool tail_due_ = false;
   bool tail_when_idle_ = false;
+  std::chrono::milliseconds retry_delay_;  // idle_delay, doubled after each idle copy that failed
 
   std::mutex mu_;
   std::condition_variable cv_;
