@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "store/sqlite/count_on_disk.hpp"
 #include "store/store_contract.hpp"
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
@@ -19,6 +20,7 @@ namespace {
 
 using testing::StoreBackend;
 using testing::StoreContract;
+using testing::CountOnDisk;
 
 StoreBackend SqliteBackend() {
   return StoreBackend{
@@ -158,25 +160,6 @@ TEST(SqliteStore, FailsUnavailableWhenTheDirectoryCannotBeCreated) {
 
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, Errc::kUnavailable);
-}
-
-// Counts the runs with `id` through a connection of its own, as another process would.
-int CountOnDisk(const std::filesystem::path& file, const std::string& id) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return -1;
-  }
-  sqlite3_stmt* stmt = nullptr;
-  int count = -1;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM runs WHERE id = ?", -1, &stmt, nullptr) ==
-      SQLITE_OK) {
-    sqlite3_bind_text(stmt, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(stmt) == SQLITE_ROW) count = sqlite3_column_int(stmt, 0);
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-  return count;
 }
 
 TEST(SqliteStore, SubmitAsyncCallsBackOnlyOnceTheRunIsCommitted) {

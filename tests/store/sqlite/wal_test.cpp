@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "store/sqlite/count_on_disk.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "store/sqlite/wal_checkpointer.hpp"
 #include "store/sqlite/wal_write_batching.hpp"
@@ -20,29 +21,12 @@ namespace {
 
 using sqlite::WalCheckpointer;
 using sqlite::WalLimits;
+using testing::CountOnDisk;
 
 int64_t FileSize(const std::filesystem::path& file) {
   std::error_code ec;
   auto size = std::filesystem::file_size(file, ec);
   return ec ? 0 : static_cast<int64_t>(size);
-}
-
-// The runs with `id` through a connection of its own on the default VFS, as another
-// process would see them.
-int CountElsewhere(const std::filesystem::path& file, const std::string& id) {
-  sqlite3* db = nullptr;
-  int count = -1;
-  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM runs WHERE id = ?", -1, &stmt, nullptr) ==
-        SQLITE_OK) {
-      sqlite3_bind_text(stmt, 1, id.c_str(), -1, SQLITE_TRANSIENT);
-      if (sqlite3_step(stmt) == SQLITE_ROW) count = sqlite3_column_int(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-  }
-  sqlite3_close(db);
-  return count;
 }
 
 TEST(WalWriteBatching, EachCommitReachesTheFileInOneWriteAndIsThereWhenSubmitReturns) {
@@ -57,7 +41,7 @@ TEST(WalWriteBatching, EachCommitReachesTheFileInOneWriteAndIsThereWhenSubmitRet
     auto submitted = store.value()->Submit(NewRun{.type = "echo", .payload = {{"i", i}}});
     ASSERT_TRUE(submitted) << submitted.error().message;
     // Already in the file for a connection that does not share this VFS.
-    ASSERT_EQ(CountElsewhere(dir / "q.db", submitted.value().id), 1) << "commit " << i;
+    ASSERT_EQ(CountOnDisk(dir / "q.db", submitted.value().id), 1) << "commit " << i;
   }
 
   auto after = sqlite::WalWriteBatchingCounts();
@@ -100,8 +84,8 @@ TEST(WalCheckpointer, AnIdleWriterStartsTheWalOverAndCutsTheFileBack) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(FileSize(wal), 0);
-  EXPECT_EQ(CountElsewhere(dir / "q.db", ids.front()), 1);
-  EXPECT_EQ(CountElsewhere(dir / "q.db", ids.back()), 1);
+  EXPECT_EQ(CountOnDisk(dir / "q.db", ids.front()), 1);
+  EXPECT_EQ(CountOnDisk(dir / "q.db", ids.back()), 1);
   // And the next write starts the WAL from its beginning.
   ASSERT_TRUE(store.value()->Submit(NewRun{.type = "echo"}));
   EXPECT_LT(FileSize(wal), 1 << 20);

@@ -1,0 +1,30 @@
+#pragma once
+// For the SQLite store's tests: what another process sees in the file.
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <string>
+
+namespace gpuq::store::testing {
+
+// Counts the runs with `id` through a read-only connection of its own on the default VFS, as
+// another process would; -1 when the file cannot be read.
+inline int CountOnDisk(const std::filesystem::path& file, const std::string& id) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return -1;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  int count = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM runs WHERE id = ?", -1, &stmt, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_bind_text(stmt, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(stmt) == SQLITE_ROW) count = sqlite3_column_int(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return count;
+}
+
+}  // namespace gpuq::store::testing
