@@ -1,5 +1,5 @@
 #pragma once
-// For the SQLite store's tests: what another process sees in the file.
+// For the SQLite store's tests: what another process sees in (or does to) the file.
 #include <sqlite3.h>
 
 #include <filesystem>
@@ -25,6 +25,19 @@ inline int CountOnDisk(const std::filesystem::path& file, const std::string& id)
   sqlite3_finalize(stmt);
   sqlite3_close(db);
   return count;
+}
+
+// Runs `sql` through a connection of its own, as a `sqlite3` shell would: "" when it ran,
+// else SQLite's message.
+inline std::string ExecOnDisk(const std::filesystem::path& file, const char* sql) {
+  sqlite3* db = nullptr;
+  std::string error;
+  if (sqlite3_open(file.c_str(), &db) != SQLITE_OK ||
+      sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    error = sqlite3_errmsg(db);
+  }
+  sqlite3_close(db);
+  return error;
 }
 
 }  // namespace gpuq::store::testing

@@ -21,6 +21,7 @@ namespace {
 using testing::StoreBackend;
 using testing::StoreContract;
 using testing::CountOnDisk;
+using testing::ExecOnDisk;
 
 StoreBackend SqliteBackend() {
   return StoreBackend{
@@ -57,10 +58,7 @@ TEST(SqliteStore, RefusesAFileWithANewerSchema) {
     auto store = SqliteStore::Open(dir / "q.db", clock);
     ASSERT_TRUE(store);
   }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  ASSERT_EQ(ExecOnDisk(dir / "q.db", "PRAGMA user_version = 99"), "");
 
   auto store = SqliteStore::Open(dir / "q.db", clock);
 
@@ -77,16 +75,11 @@ TEST(SqliteStore, UpgradesAVersionOneFileInPlace) {
     ASSERT_TRUE(store);
     id = store.value()->Submit(NewRun{.type = "echo"}).value().id;
   }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE leases; DROP TABLE agents; DROP TABLE commands; "
-                         "DROP TABLE command_replies; DROP INDEX runs_pending_age; "
-                         "PRAGMA user_version = 1",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_EQ(ExecOnDisk(dir / "q.db",
+                       "DROP TABLE leases; DROP TABLE agents; DROP TABLE commands; "
+                       "DROP TABLE command_replies; DROP INDEX runs_pending_age; "
+                       "PRAGMA user_version = 1"),
+            "");
 
   auto store = SqliteStore::Open(dir / "q.db", clock);
 
@@ -110,21 +103,16 @@ TEST(SqliteStore, UpgradesAVersionTwoFileToAscendingListIndexes) {
       clock.Advance(Millis(5));
     }
   }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP INDEX runs_newest; DROP INDEX runs_state_newest; "
-                         "DROP INDEX runs_type_newest; DROP INDEX runs_parent_newest; "
-                         "CREATE INDEX runs_newest ON runs (created_at DESC, id DESC); "
-                         "CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC); "
-                         "CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC); "
-                         "CREATE INDEX runs_parent_newest ON runs "
-                         "(parent_run_id, created_at DESC, id DESC) WHERE parent_run_id IS NOT NULL; "
-                         "PRAGMA user_version = 2",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  ASSERT_EQ(ExecOnDisk(dir / "q.db",
+                       "DROP INDEX runs_newest; DROP INDEX runs_state_newest; "
+                       "DROP INDEX runs_type_newest; DROP INDEX runs_parent_newest; "
+                       "CREATE INDEX runs_newest ON runs (created_at DESC, id DESC); "
+                       "CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC); "
+                       "CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC); "
+                       "CREATE INDEX runs_parent_newest ON runs "
+                       "(parent_run_id, created_at DESC, id DESC) WHERE parent_run_id IS NOT NULL; "
+                       "PRAGMA user_version = 2"),
+            "");
 
   auto store = SqliteStore::Open(dir / "q.db", clock);
 
@@ -134,6 +122,7 @@ TEST(SqliteStore, UpgradesAVersionTwoFileToAscendingListIndexes) {
   ASSERT_EQ(page.value().runs.size(), 3u);
   EXPECT_EQ(page.value().runs[0].id, ids[2]);
   EXPECT_EQ(page.value().runs[2].id, ids[0]);
+  sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
