@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/ids.hpp"
+#include "store/sqlite/run_order.hpp"
 #include "store/sqlite/sqlite_internal.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
@@ -19,9 +20,6 @@ namespace gpuq::store {
 using namespace sqlite;  // NOLINT: this file's own plumbing (sqlite_internal.hpp)
 
 const char* const sqlite::kGpuSchema = R"sql(
--- PendingRuns: the oldest pending runs of a type, whatever their priority (aging).
-CREATE INDEX IF NOT EXISTS runs_pending_age ON runs (type, created_at, id, not_before)
-  WHERE state = 'pending';
 -- Named leases: GPU locks and GPU ownership. `token` comes from counters.lease_token, so it
 -- is unique and increasing across run leases and named leases alike.
 CREATE TABLE IF NOT EXISTS leases (
@@ -130,29 +128,20 @@ Result<std::vector<PendingRun>> SqliteStore::PendingRuns(const std::vector<std::
     }
   };
   for (const auto& type : unique_types) {
-    BOOST_OUTCOME_TRY(
-        collect("SELECT priority, created_at, id FROM runs WHERE state = 'pending' "
-                "AND type = ? AND coalesce(not_before, 0) <= ? "
-                "ORDER BY priority DESC, created_at, id LIMIT ?",
-                type, best));
-    BOOST_OUTCOME_TRY(
-        collect("SELECT priority, created_at, id FROM runs WHERE state = 'pending' "
-                "AND type = ? AND coalesce(not_before, 0) <= ? "
-                "ORDER BY created_at, id LIMIT ?",
-                type, oldest));
+    BOOST_OUTCOME_TRY(collect(kPendingBestSql, type, best));
+    BOOST_OUTCOME_TRY(collect(kPendingOldestSql, type, oldest));
   }
+  // Stable: within a type the scans' order (which breaks ties by commit order) stays.
   auto by_priority = [](const PendingRun& a, const PendingRun& b) {
     if (a.priority != b.priority) return a.priority > b.priority;
-    if (a.created_at != b.created_at) return a.created_at < b.created_at;
-    return a.id < b.id;
+    return a.created_at < b.created_at;
   };
   auto by_age = [](const PendingRun& a, const PendingRun& b) {
-    if (a.created_at != b.created_at) return a.created_at < b.created_at;
-    return a.id < b.id;
+    return a.created_at < b.created_at;
   };
-  std::sort(best.begin(), best.end(), by_priority);
+  std::stable_sort(best.begin(), best.end(), by_priority);
   if (static_cast<int>(best.size()) > limit) best.resize(limit);
-  std::sort(oldest.begin(), oldest.end(), by_age);
+  std::stable_sort(oldest.begin(), oldest.end(), by_age);
   if (static_cast<int>(oldest.size()) > limit) oldest.resize(limit);
   std::unordered_set<std::string> seen;
   std::vector<PendingRun> out;
@@ -161,7 +150,7 @@ Result<std::vector<PendingRun>> SqliteStore::PendingRuns(const std::vector<std::
       if (seen.insert(run.id).second) out.push_back(std::move(run));
     }
   }
-  std::sort(out.begin(), out.end(), by_priority);
+  std::stable_sort(out.begin(), out.end(), by_priority);
   return out;
 }
 

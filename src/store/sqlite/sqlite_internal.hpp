@@ -313,8 +313,8 @@ inline int PageSize(Conn& conn) {
   return row && row.value() ? static_cast<int>(s.value().Int(0)) : 4096;
 }
 
-// The tables of GPU workers (named leases, agents, commands) and the index PendingRuns reads,
-// added by schema version 2 (sqlite_gpu.cpp). Runs on a version-1 file as its upgrade.
+// The tables of GPU workers (named leases, agents, commands), added by schema version 2
+// (sqlite_gpu.cpp). Runs on a version-1 file as its upgrade.
 extern const char* const kGpuSchema;
 
 // The run `id` through `db`; kNotFound when there is none.

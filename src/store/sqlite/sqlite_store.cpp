@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "core/ids.hpp"
+#include "store/sqlite/run_order.hpp"
 #include "store/sqlite/sqlite_internal.hpp"
 #include "store/sqlite/wal_write_batching.hpp"
 
@@ -61,9 +62,6 @@ CREATE TABLE runs (
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (idempotency_key)
   WHERE idempotency_key IS NOT NULL;
--- Claim: one ordered, covering scan per task type over pending runs only.
-CREATE INDEX runs_claim ON runs (type, priority DESC, created_at, id, not_before)
-  WHERE state = 'pending';
 -- RequeueExpired / RequeueHeldBy: processing runs only.
 CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE state = 'processing';
 -- PurgeFinishedBefore.
@@ -78,25 +76,6 @@ CREATE INDEX run_deps_child ON run_deps (child_id);
 -- Global counters; `lease_token` is the fencing token, never reused.
 CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO counters (name, value) VALUES ('lease_token', 0);
-)sql";
-
-// List: newest first, unfiltered or by one filter, read backwards. Ascending on purpose: a
-// new run goes at the right end, where SQLite appends to full pages; with DESC columns every
-// insert went to the left end, split pages there and left them half full (an index twice
-// the size, ~40% more WAL per submit). Files before version 3 had them DESC.
-constexpr const char* kListIndexes = R"sql(
-CREATE INDEX runs_newest ON runs (created_at, id);
-CREATE INDEX runs_state_newest ON runs (state, created_at, id);
-CREATE INDEX runs_type_newest ON runs (type, created_at, id);
-CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at, id)
-  WHERE parent_run_id IS NOT NULL;
-)sql";
-
-constexpr const char* kDropListIndexes = R"sql(
-DROP INDEX IF EXISTS runs_newest;
-DROP INDEX IF EXISTS runs_state_newest;
-DROP INDEX IF EXISTS runs_type_newest;
-DROP INDEX IF EXISTS runs_parent_newest;
 )sql";
 
 }  // namespace
@@ -168,22 +147,28 @@ std::string WaitingReason(size_t parents) {
   return fmt::format("waiting for {} parent runs", parents);
 }
 
-// List cursor: "<created_at ms>_<id>" of the last row of a page.
-std::string MakeCursor(const Run& run) {
-  return fmt::format("{}_{}", ToMillis(run.created_at), run.id);
+// List cursor: "<created_at ms>_<rowid>" of the last row of a page (run_order.hpp: the rowid
+// breaks ties). Opaque to clients; version 3 put the id where the rowid is now.
+std::string MakeCursor(const Run& run, long long rowid) {
+  return fmt::format("{}_{}", ToMillis(run.created_at), rowid);
 }
 
-std::optional<std::pair<long long, std::string>> ParseCursor(std::string_view cursor) {
+std::optional<std::pair<long long, long long>> ParseCursor(std::string_view cursor) {
+  auto number = [](std::string_view digits) -> std::optional<long long> {
+    if (digits.empty() || digits.size() > 18) return std::nullopt;
+    long long n = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + (c - '0');
+    }
+    return n;
+  };
   auto sep = cursor.find('_');
-  if (sep == std::string_view::npos || sep == 0 || sep > 18 || sep + 1 >= cursor.size()) {
-    return std::nullopt;
-  }
-  long long ms = 0;
-  for (char c : cursor.substr(0, sep)) {
-    if (c < '0' || c > '9') return std::nullopt;
-    ms = ms * 10 + (c - '0');
-  }
-  return std::make_pair(ms, std::string(cursor.substr(sep + 1)));
+  if (sep == std::string_view::npos) return std::nullopt;
+  auto ms = number(cursor.substr(0, sep));
+  auto rowid = number(cursor.substr(sep + 1));
+  if (!ms || !rowid) return std::nullopt;
+  return std::make_pair(*ms, *rowid);
 }
 
 }  // namespace
@@ -340,9 +325,6 @@ constexpr const char* kExpiredSql =
 constexpr const char* kHeldBySql =
     "SELECT id, coalesce(worker, ''), attempts, max_attempts FROM runs "
     "WHERE state = 'processing' AND substr(coalesce(worker, ''), 1, length(?1)) = ?1";
-constexpr const char* kClaimableSql =
-    "SELECT priority, created_at, id FROM runs WHERE state = 'pending' AND type = ? "
-    "AND coalesce(not_before, 0) <= ? ORDER BY priority DESC, created_at, id LIMIT ?";
 
 }  // namespace
 
@@ -407,14 +389,14 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
                    fmt::format("{} has schema version {}, newer than this gpuq's {}",
                                file.string(), version, kSchemaVersion)};
     }
-    // Version 1 files (runs only) gain the GPU-worker tables in place; versions 1 and 2 get
-    // their list indexes rebuilt ascending.
+    // Version 1 files (runs only) gain the GPU-worker tables in place; every older file gets
+    // its ordered indexes rebuilt (run_order.hpp: ascending since 3, rowid tie-break since 4).
     if (version < 1) {
       BOOST_OUTCOME_TRY(conn->Exec(kSchema));
     } else {
-      BOOST_OUTCOME_TRY(conn->Exec(kDropListIndexes));
+      BOOST_OUTCOME_TRY(conn->Exec(kDropOrderedIndexes));
     }
-    BOOST_OUTCOME_TRY(conn->Exec(kListIndexes));
+    BOOST_OUTCOME_TRY(conn->Exec(kOrderedIndexes));
     BOOST_OUTCOME_TRY(conn->Exec(kGpuSchema));
     return conn->Exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
   }();
@@ -612,19 +594,16 @@ bool SqliteStore::RunUnchanged(const RunStamp& stamp) const {
 
 Result<RunPage> SqliteStore::List(const RunFilter& filter) {
   int limit = std::clamp(filter.limit, 1, 1000);
-  std::optional<std::pair<long long, std::string>> cursor;
+  std::optional<std::pair<long long, long long>> cursor;
   if (filter.before) {
     cursor = ParseCursor(*filter.before);
     if (!cursor) {
       return Error{Errc::kInvalidArgument, fmt::format("malformed cursor '{}'", *filter.before)};
     }
   }
-  std::string sql = "SELECT " GPUQ_RUN_COLUMNS " FROM runs WHERE 1 = 1";
-  if (filter.state) sql += " AND state = ?";
-  if (filter.type) sql += " AND type = ?";
-  if (filter.parent_run_id) sql += " AND parent_run_id = ?";
-  if (cursor) sql += " AND (created_at, id) < (?, ?)";
-  sql += " ORDER BY created_at DESC, id DESC LIMIT ?";
+  std::string sql = ListSql(GPUQ_RUN_COLUMNS ", rowid", filter.state.has_value(),
+                            filter.type.has_value(), filter.parent_run_id.has_value(),
+                            cursor.has_value());
 
   BOOST_OUTCOME_TRY(auto slot, state_->Reader());
   BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare(sql));
@@ -634,14 +613,16 @@ Result<RunPage> SqliteStore::List(const RunFilter& filter) {
   if (cursor) s.Bind(cursor->first).Bind(cursor->second);
   s.Bind(limit + 1);
   RunPage page;
+  long long last_rowid = 0;
   while (true) {
     BOOST_OUTCOME_TRY(auto row, s.Step());
     if (!row) break;
+    if (static_cast<int>(page.runs.size()) == limit) {
+      page.next_before = MakeCursor(page.runs.back(), last_rowid);
+      break;
+    }
     page.runs.push_back(ReadRun(s));
-  }
-  if (static_cast<int>(page.runs.size()) > limit) {
-    page.runs.pop_back();
-    page.next_before = MakeCursor(page.runs.back());
+    last_rowid = s.Int(kRunColumnCount);
   }
   return page;
 }
@@ -678,6 +659,7 @@ Result<std::vector<Lease>> SqliteStore::Claim(const ClaimRequest& request) {
     struct Candidate {
       long long priority;
       long long created_at;
+      long long rowid;
       std::string id;
     };
     // One ordered index scan per type, merged here: cheaper than letting SQLite sort all
@@ -689,13 +671,13 @@ Result<std::vector<Lease>> SqliteStore::Claim(const ClaimRequest& request) {
       while (true) {
         BOOST_OUTCOME_TRY(auto row, s.Step());
         if (!row) break;
-        candidates.push_back(Candidate{s.Int(0), s.Int(1), s.String(2)});
+        candidates.push_back(Candidate{s.Int(0), s.Int(1), s.Int(2), s.String(3)});
       }
     }
     std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
       if (a.priority != b.priority) return a.priority > b.priority;
       if (a.created_at != b.created_at) return a.created_at < b.created_at;
-      return a.id < b.id;
+      return a.rowid < b.rowid;
     });
     if (static_cast<int>(candidates.size()) > max_runs) candidates.resize(max_runs);
     std::vector<Lease> leases;
@@ -719,9 +701,9 @@ Result<std::vector<Lease>> SqliteStore::Claim(const ClaimRequest& request) {
           auto s, tx.db.Prepare("UPDATE runs SET state = 'processing', worker = ?, gpu = NULL, "
                                 "lease_token = ?, lease_expires_at = ?, attempts = attempts + 1, "
                                 "started_at = ?, progress = NULL, cancel_requested = 0, "
-                                "not_before = NULL, waiting_reason = NULL WHERE id = ? "
+                                "not_before = NULL, waiting_reason = NULL WHERE rowid = ? "
                                 "RETURNING " GPUQ_RUN_COLUMNS));
-      s.Bind(request.worker).Bind(token).Bind(expires).Bind(tx.now).Bind(c.id);
+      s.Bind(request.worker).Bind(token).Bind(expires).Bind(tx.now).Bind(c.rowid);
       BOOST_OUTCOME_TRY(auto row, s.Step());
       if (!row) return Error{Errc::kInternal, fmt::format("claimed run {} vanished", c.id)};
       leases.push_back(Lease{ReadRun(s), token});

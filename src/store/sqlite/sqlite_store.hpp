@@ -87,9 +87,10 @@ class SqliteStore final : public Store {
   Result<void> Ping() override;
 
   // The schema version this build writes (PRAGMA user_version). 2 added the GPU-worker tables
-  // (named leases, agents, commands); 3 made the list indexes ascending. Older files are
-  // upgraded in place at open.
-  static constexpr int kSchemaVersion = 3;
+  // (named leases, agents, commands); 3 made the list indexes ascending; 4 dropped the id from
+  // the ordered indexes (the rowid breaks ties). Older files are upgraded in place at open
+  // (rebuilding those indexes reads the whole runs table once).
+  static constexpr int kSchemaVersion = 4;
 
  private:
   struct State;  // connections, writer thread, queues: all of sqlite3 stays in the .cpp

@@ -8,9 +8,11 @@
 #include <thread>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "store/sqlite/count_on_disk.hpp"
+#include "store/sqlite/run_order.hpp"
 #include "store/store_contract.hpp"
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
@@ -89,54 +91,110 @@ TEST(SqliteStore, UpgradesAVersionOneFileInPlace) {
   EXPECT_EQ(store.value()->PendingRuns({"echo"}, 10).value().size(), 1u);
 }
 
-// The list indexes of a version-2 file were DESC; the upgrade rebuilds them ascending and
-// lists still come newest first, through the index (no sort).
-TEST(SqliteStore, UpgradesAVersionTwoFileToAscendingListIndexes) {
+// The ordered indexes of older files: version 2 had the list indexes DESC, both 2 and 3 had
+// the id in every one. The upgrade rebuilds them; lists and claims keep their order.
+constexpr const char* kVersion3Indexes =
+    "DROP INDEX runs_claim; DROP INDEX runs_pending_age; DROP INDEX runs_newest; "
+    "DROP INDEX runs_state_newest; DROP INDEX runs_type_newest; DROP INDEX runs_parent_newest; "
+    "CREATE INDEX runs_claim ON runs (type, priority DESC, created_at, id, not_before) "
+    "WHERE state = 'pending'; "
+    "CREATE INDEX runs_pending_age ON runs (type, created_at, id, not_before) "
+    "WHERE state = 'pending'; ";
+constexpr const char* kVersion3ListIndexes =
+    "CREATE INDEX runs_newest ON runs (created_at, id); "
+    "CREATE INDEX runs_state_newest ON runs (state, created_at, id); "
+    "CREATE INDEX runs_type_newest ON runs (type, created_at, id); "
+    "CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at, id) "
+    "WHERE parent_run_id IS NOT NULL; PRAGMA user_version = 3";
+constexpr const char* kVersion2ListIndexes =
+    "CREATE INDEX runs_newest ON runs (created_at DESC, id DESC); "
+    "CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC); "
+    "CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC); "
+    "CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at DESC, id DESC) "
+    "WHERE parent_run_id IS NOT NULL; PRAGMA user_version = 2";
+
+// One integer through a connection of its own.
+int QueryInt(const std::filesystem::path& file, const char* sql) {
+  sqlite3* db = nullptr;
+  int out = -1;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_open(file.c_str(), &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    out = sqlite3_column_int(stmt, 0);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(SqliteStore, UpgradesTheOrderedIndexesOfVersionTwoAndThreeFiles) {
+  for (const char* list_indexes : {kVersion2ListIndexes, kVersion3ListIndexes}) {
+    SCOPED_TRACE(list_indexes);
+    gpuq::testing::TempDir dir;
+    ManualClock clock;
+    std::vector<std::string> ids;
+    {
+      auto store = SqliteStore::Open(dir / "q.db", clock);
+      ASSERT_TRUE(store);
+      for (int i = 0; i < 4; ++i) {
+        ids.push_back(store.value()->Submit(NewRun{.type = "echo"}).value().id);
+        if (i % 2 == 1) clock.Advance(Millis(5));
+      }
+    }
+    ASSERT_EQ(ExecOnDisk(dir / "q.db", (std::string(kVersion3Indexes) + list_indexes).c_str()),
+              "");
+
+    auto store = SqliteStore::Open(dir / "q.db", clock);
+
+    ASSERT_TRUE(store) << store.error().message;
+    auto page = store.value()->List(RunFilter{.state = RunState::kPending});
+    ASSERT_TRUE(page);
+    std::vector<std::string> listed;
+    for (const auto& run : page.value().runs) listed.push_back(run.id);
+    EXPECT_THAT(listed, ::testing::ElementsAre(ids[3], ids[2], ids[1], ids[0]));
+    auto leases = store.value()->Claim(ClaimRequest{"w", {"echo"}, Millis(10'000), 4});
+    ASSERT_TRUE(leases);
+    std::vector<std::string> claimed;
+    for (const auto& lease : leases.value()) claimed.push_back(lease.run.id);
+    EXPECT_EQ(claimed, ids);
+    EXPECT_EQ(QueryInt(dir / "q.db",
+                       "SELECT count(*) FROM sqlite_schema WHERE name IN ('runs_claim', "
+                       "'runs_pending_age', 'runs_newest', 'runs_state_newest', "
+                       "'runs_type_newest', 'runs_parent_newest') AND sql NOT LIKE '%, id%' "
+                       "AND sql NOT LIKE '%created_at DESC%'"),
+              6)
+        << "runs_claim, runs_pending_age and the four list indexes, without the id";
+    EXPECT_EQ(QueryInt(dir / "q.db", "PRAGMA user_version"), SqliteStore::kSchemaVersion);
+  }
+}
+
+// Every ordered read walks an index in order: no sort of the matching runs, no table scan.
+TEST(SqliteStore, OrderedQueriesReadAnIndexInOrder) {
   gpuq::testing::TempDir dir;
   ManualClock clock;
-  std::vector<std::string> ids;
-  {
-    auto store = SqliteStore::Open(dir / "q.db", clock);
-    ASSERT_TRUE(store);
-    for (int i = 0; i < 3; ++i) {
-      ids.push_back(store.value()->Submit(NewRun{.type = "echo"}).value().id);
-      clock.Advance(Millis(5));
-    }
+  ASSERT_TRUE(SqliteStore::Open(dir / "q.db", clock));
+  std::vector<std::string> queries = {sqlite::kClaimableSql, sqlite::kPendingBestSql,
+                                      sqlite::kPendingOldestSql};
+  for (int mask = 0; mask < 16; ++mask) {
+    queries.push_back(sqlite::ListSql("id", mask & 1, mask & 2, mask & 4, mask & 8));
   }
-  ASSERT_EQ(ExecOnDisk(dir / "q.db",
-                       "DROP INDEX runs_newest; DROP INDEX runs_state_newest; "
-                       "DROP INDEX runs_type_newest; DROP INDEX runs_parent_newest; "
-                       "CREATE INDEX runs_newest ON runs (created_at DESC, id DESC); "
-                       "CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC); "
-                       "CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC); "
-                       "CREATE INDEX runs_parent_newest ON runs "
-                       "(parent_run_id, created_at DESC, id DESC) WHERE parent_run_id IS NOT NULL; "
-                       "PRAGMA user_version = 2"),
-            "");
-
-  auto store = SqliteStore::Open(dir / "q.db", clock);
-
-  ASSERT_TRUE(store) << store.error().message;
-  auto page = store.value()->List(RunFilter{.state = RunState::kPending});
-  ASSERT_TRUE(page);
-  ASSERT_EQ(page.value().runs.size(), 3u);
-  EXPECT_EQ(page.value().runs[0].id, ids[2]);
-  EXPECT_EQ(page.value().runs[2].id, ids[0]);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir / "q.db").c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'runs_%newest' "
-                               "AND sql NOT LIKE '%DESC%'",
-                               -1, &stmt, nullptr),
-            SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), 4);
-  sqlite3_finalize(stmt);
-  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(stmt, 0), SqliteStore::kSchemaVersion);
-  sqlite3_finalize(stmt);
+  for (const auto& sql : queries) {
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &stmt, nullptr),
+              SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db);
+    std::string plan;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      plan += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+      plan += "; ";
+    }
+    sqlite3_finalize(stmt);
+    EXPECT_THAT(plan, ::testing::HasSubstr("USING INDEX runs_")) << sql;
+    EXPECT_THAT(plan, ::testing::Not(::testing::HasSubstr("TEMP B-TREE"))) << sql;
+  }
   sqlite3_close(db);
 }
 
