@@ -18,6 +18,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "core/ids.hpp"
 #include "store/sqlite/run_order.hpp"
@@ -394,6 +395,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
     if (version < 1) {
       BOOST_OUTCOME_TRY(conn->Exec(kSchema));
     } else {
+      spdlog::info("store upgrading file={} schema={} to={}: rebuilding the run indexes",
+                   file.string(), version, kSchemaVersion);
       BOOST_OUTCOME_TRY(conn->Exec(kDropOrderedIndexes));
     }
     BOOST_OUTCOME_TRY(conn->Exec(kOrderedIndexes));
