@@ -158,11 +158,12 @@ Result<std::optional<Lease>> SqliteStore::ClaimRun(std::string_view id, std::str
                                                    std::string_view gpu, Millis lease_ttl) {
   BOOST_OUTCOME_TRY(CheckTtl(lease_ttl));
   return state_->Write([&](Tx& tx) -> Result<std::optional<Lease>> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     {
       BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT state = 'pending' AND "
                                               "coalesce(not_before, 0) <= ? FROM runs "
-                                              "WHERE id = ?"));
-      s.Bind(tx.now).Bind(id);
+                                              "WHERE rowid = ?"));
+      s.Bind(tx.now).Bind(rowid);
       BOOST_OUTCOME_TRY(auto row, s.Step());
       if (!row) return NotFound(id);
       if (s.Int(0) == 0) return std::optional<Lease>();
@@ -173,9 +174,9 @@ Result<std::optional<Lease>> SqliteStore::ClaimRun(std::string_view id, std::str
         auto s, tx.db.Prepare("UPDATE runs SET state = 'processing', worker = ?, gpu = ?, "
                               "lease_token = ?, lease_expires_at = ?, attempts = attempts + 1, "
                               "started_at = ?, progress = NULL, cancel_requested = 0, "
-                              "not_before = NULL, waiting_reason = NULL WHERE id = ? "
+                              "not_before = NULL, waiting_reason = NULL WHERE rowid = ? "
                               "RETURNING " GPUQ_RUN_COLUMNS));
-    s.Bind(worker).Bind(gpu).Bind(token).Bind(tx.now + lease_ttl).Bind(tx.now).Bind(id);
+    s.Bind(worker).Bind(gpu).Bind(token).Bind(tx.now + lease_ttl).Bind(tx.now).Bind(rowid);
     BOOST_OUTCOME_TRY(auto row, s.Step());
     if (!row) return Error{Errc::kInternal, fmt::format("claimed run {} vanished", id)};
     Lease lease{ReadRun(s), token};
@@ -190,16 +191,19 @@ Result<void> SqliteStore::SetWaitingReason(std::string_view id,
     // Workers set the same reason on every pass over the queue: only a change takes the
     // write lock.
     BOOST_OUTCOME_TRY(auto slot, state_->Reader());
+    auto rowid = RunRowid(*slot->conn, state_->ids, id);
+    if (!rowid) return rowid.error().code == Errc::kNotFound ? Ok() : Result<void>(rowid.error());
     BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare("SELECT waiting_reason IS ? FROM runs "
-                                                  "WHERE id = ? AND state = 'pending'"));
-    s.Bind(reason).Bind(id);
+                                                  "WHERE rowid = ? AND state = 'pending'"));
+    s.Bind(reason).Bind(rowid.value());
     BOOST_OUTCOME_TRY(auto row, s.Step());
     if (!row || s.Int(0) != 0) return Ok();
   }
   return state_->Write([&](Tx& tx) -> Result<void> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE runs SET waiting_reason = ? "
-                                            "WHERE id = ? AND state = 'pending'"));
-    s.Bind(reason).Bind(id);
+                                            "WHERE rowid = ? AND state = 'pending'"));
+    s.Bind(reason).Bind(rowid);
     return s.Run();
   });
 }

@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "store/sqlite/change_stamps.hpp"
+#include "store/sqlite/run_ids.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 #include "store/sqlite/wal_checkpointer.hpp"
 
@@ -274,11 +275,18 @@ inline thread_local ThreadReaders tls_readers;
 // ---------------------------------------------------------------------------------------------
 // The writer side.
 
+// The rowid of the run `id` (run_ids.hpp; a random id of a file from before schema 5 through
+// run_legacy_ids); kNotFound when `id` names no run this file ever had.
+Result<long long> RunRowid(Conn& db, const RunIds& ids, std::string_view id);
+
 // What a write operation sees: the writer connection inside the open transaction, and the time.
 struct Tx {
   Conn& db;
+  const RunIds& ids;
   TimePoint now;
   bool wake = false;  // set when the operation made work claimable
+
+  Result<long long> Row(std::string_view id) { return RunRowid(db, ids, id); }
 };
 
 // One queued write. A blocking write's Op lives on the caller's stack until it is done; an
@@ -317,20 +325,21 @@ inline int PageSize(Conn& conn) {
 // (sqlite_gpu.cpp). Runs on a version-1 file as its upgrade.
 extern const char* const kGpuSchema;
 
-// The run `id` through `db`; kNotFound when there is none.
-Result<Run> LoadRun(Conn& db, std::string_view id);
-// A write about a lease matched nothing: the run is unknown (kNotFound), or the lease is gone
-// (kConflict).
-Error LeaseError(Conn& db, std::string_view id);
+// The run at `rowid` through `db`; kNotFound (naming `id`) when there is none.
+Result<Run> LoadRun(Conn& db, long long rowid, std::string_view id);
+// A write about a lease of the run `id` at `rowid` matched nothing: the run is unknown
+// (kNotFound), or the lease is gone (kConflict).
+Error LeaseError(Conn& db, long long rowid, std::string_view id);
 
 // ---------------------------------------------------------------------------------------------
 // A store's connections, writer thread and wake-ups.
 
 struct StoreState : ReaderOwner {
-  StoreState(std::filesystem::path file_in, Clock& clock_in, std::unique_ptr<Conn> writer_conn_in,
-             std::unique_ptr<Conn> checkpoint_conn_in)
+  StoreState(std::filesystem::path file_in, Clock& clock_in, RunIds ids_in,
+             std::unique_ptr<Conn> writer_conn_in, std::unique_ptr<Conn> checkpoint_conn_in)
       : file(std::move(file_in)),
         clock(clock_in),
+        ids(ids_in),
         writer_conn(std::move(writer_conn_in)),
         checkpoint_conn(std::move(checkpoint_conn_in)) {
     id = GlobalRegistry().next_id.fetch_add(1);
@@ -492,7 +501,7 @@ struct StoreState : ReaderOwner {
       bool keep_alone = true;
       bool broken = false;
       for (Op* op : batch) {
-        Tx tx{*writer_conn, clock.Now()};
+        Tx tx{*writer_conn, ids, clock.Now()};
         if (!savepoints) {
           long long before = sqlite3_total_changes64(writer_conn->db());
           bool keep = op->fn(op->ctx, tx);
@@ -572,6 +581,7 @@ struct StoreState : ReaderOwner {
 
   std::filesystem::path file;
   Clock& clock;
+  const RunIds ids;  // the file's run id key, read once at open
   uint64_t id = 0;
 
   std::unique_ptr<Conn> writer_conn;      // used only by the writer thread (and Open, before it)

@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/ids.hpp"
+#include "store/sqlite/run_ids.hpp"
 #include "store/sqlite/run_order.hpp"
 #include "store/sqlite/sqlite_internal.hpp"
 #include "store/sqlite/wal_write_batching.hpp"
@@ -32,9 +33,11 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Schema. Times are integer milliseconds since the epoch; JSON fields are JSON text.
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE runs (
-  id TEXT PRIMARY KEY NOT NULL,
+// The runs table, `{}` its name. No index on `id`: an id decrypts to its run's rowid
+// (run_ids.hpp), so a new run is appended, never inserted at a random place of an id index.
+constexpr const char* kRunsTable = R"sql(
+CREATE TABLE {} (
+  id TEXT NOT NULL,
   type TEXT NOT NULL,
   priority INTEGER NOT NULL,
   state TEXT NOT NULL CHECK (state IN
@@ -61,22 +64,57 @@ CREATE TABLE runs (
   lease_token INTEGER,
   lease_expires_at INTEGER
 );
+)sql";
+
+// Every column of kRunsTable, for the copy of an older file's runs.
+constexpr const char* kRunsTableColumns =
+    GPUQ_RUN_COLUMNS ", lease_token, lease_expires_at";
+
+// The tables and indexes beside the runs table and its ordered indexes (run_order.hpp).
+constexpr const char* kRunSideSchema = R"sql(
 CREATE UNIQUE INDEX runs_idempotency ON runs (idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 -- RequeueExpired / RequeueHeldBy: processing runs only.
 CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE state = 'processing';
 -- PurgeFinishedBefore.
 CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
--- depends_on edges, to find a parent's children without scanning the JSON text.
-CREATE TABLE run_deps (
-  parent_id TEXT NOT NULL,
-  child_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  PRIMARY KEY (parent_id, child_id)
+-- depends_on edges by rowid, to find a parent's children without scanning the JSON text.
+-- A purge deletes the edges of the children it deletes.
+CREATE TABLE IF NOT EXISTS run_deps (
+  parent INTEGER NOT NULL,
+  child INTEGER NOT NULL,
+  PRIMARY KEY (parent, child)
 ) WITHOUT ROWID;
-CREATE INDEX run_deps_child ON run_deps (child_id);
--- Global counters; `lease_token` is the fencing token, never reused.
-CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO counters (name, value) VALUES ('lease_token', 0);
+CREATE INDEX IF NOT EXISTS run_deps_child ON run_deps (child);
+-- The random ids of runs made before schema 5, which do not decrypt to their rowid.
+CREATE TABLE IF NOT EXISTS run_legacy_ids (
+  id TEXT PRIMARY KEY NOT NULL,
+  run INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Global counters; `lease_token` is the fencing token, never reused; `last_run` is the rowid
+-- of the newest run ever made, so no rowid (and no id) is used twice, purges or not.
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)
+  WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('lease_token', 0);
+INSERT OR IGNORE INTO counters (name, value) SELECT 'last_run', coalesce(max(rowid), 0) FROM runs;
+)sql";
+
+// Versions 1-4 keyed runs by a random UUID (an index leaf written at a random place per
+// submit). The table is copied without it, rowids kept; the old ids go to run_legacy_ids and
+// the depends_on edges from ids to rowids. Every index of `runs` is dropped with the old table.
+constexpr const char* kUpgradeRunsToVersion5 = R"sql(
+INSERT INTO runs_v5 (rowid, {0}) SELECT rowid, {0} FROM runs;
+CREATE TABLE run_legacy_ids (id TEXT PRIMARY KEY NOT NULL, run INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO run_legacy_ids (id, run) SELECT id, rowid FROM runs;
+CREATE TABLE run_deps_v5 (parent INTEGER NOT NULL, child INTEGER NOT NULL,
+                          PRIMARY KEY (parent, child)) WITHOUT ROWID;
+INSERT OR IGNORE INTO run_deps_v5 (parent, child)
+  SELECT p.rowid, c.rowid FROM run_deps d JOIN runs p ON p.id = d.parent_id
+  JOIN runs c ON c.id = d.child_id;
+DROP TABLE run_deps;
+DROP TABLE runs;
+ALTER TABLE runs_v5 RENAME TO runs;
+ALTER TABLE run_deps_v5 RENAME TO run_deps;
 )sql";
 
 }  // namespace
@@ -174,18 +212,27 @@ std::optional<std::pair<long long, long long>> ParseCursor(std::string_view curs
 
 }  // namespace
 
-Result<Run> sqlite::LoadRun(Conn& db, std::string_view id) {
-  BOOST_OUTCOME_TRY(auto s, db.Prepare("SELECT " GPUQ_RUN_COLUMNS " FROM runs WHERE id = ?"));
+Result<long long> sqlite::RunRowid(Conn& db, const RunIds& ids, std::string_view id) {
+  if (auto rowid = ids.RowidOf(id)) return *rowid;
+  BOOST_OUTCOME_TRY(auto s, db.Prepare("SELECT run FROM run_legacy_ids WHERE id = ?"));
   s.Bind(id);
+  BOOST_OUTCOME_TRY(auto row, s.Step());
+  if (!row) return NotFound(id);
+  return s.Int(0);
+}
+
+Result<Run> sqlite::LoadRun(Conn& db, long long rowid, std::string_view id) {
+  BOOST_OUTCOME_TRY(auto s, db.Prepare("SELECT " GPUQ_RUN_COLUMNS " FROM runs WHERE rowid = ?"));
+  s.Bind(rowid);
   BOOST_OUTCOME_TRY(auto row, s.Step());
   if (!row) return NotFound(id);
   return ReadRun(s);
 }
 
-Error sqlite::LeaseError(Conn& db, std::string_view id) {
-  auto s = db.Prepare("SELECT state FROM runs WHERE id = ?");
+Error sqlite::LeaseError(Conn& db, long long rowid, std::string_view id) {
+  auto s = db.Prepare("SELECT state FROM runs WHERE rowid = ?");
   if (!s) return s.error();
-  s.value().Bind(id);
+  s.value().Bind(rowid);
   auto row = s.value().Step();
   if (!row) return row.error();
   if (!row.value()) return NotFound(id);
@@ -195,30 +242,40 @@ Error sqlite::LeaseError(Conn& db, std::string_view id) {
 
 namespace {
 
+// A run by both its names: the rowid for SQL, the id for messages.
+struct RunKey {
+  long long rowid;
+  std::string id;
+};
+
+// The waiting children of the run at `parent`.
+Result<std::vector<RunKey>> WaitingChildren(Tx& tx, long long parent) {
+  BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT r.rowid, r.id FROM run_deps d JOIN runs r "
+                                          "ON r.rowid = d.child WHERE d.parent = ? AND "
+                                          "r.state = 'waiting'"));
+  s.Bind(parent);
+  std::vector<RunKey> children;
+  while (true) {
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) break;
+    children.push_back(RunKey{s.Int(0), s.String(1)});
+  }
+  return children;
+}
+
 // The run `parent` ended without completing: every run waiting on it fails, and so on down.
-Result<void> FailWaitingChildren(Tx& tx, std::string parent, std::string why) {
-  std::vector<std::pair<std::string, std::string>> work{{std::move(parent), std::move(why)}};
+Result<void> FailWaitingChildren(Tx& tx, RunKey parent, std::string why) {
+  std::vector<std::pair<RunKey, std::string>> work{{std::move(parent), std::move(why)}};
   while (!work.empty()) {
-    auto [id, reason] = std::move(work.back());
+    auto [run, reason] = std::move(work.back());
     work.pop_back();
-    std::vector<std::string> children;
-    {
-      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
-                                    "SELECT d.child_id FROM run_deps d JOIN runs r ON r.id = "
-                                    "d.child_id WHERE d.parent_id = ? AND r.state = 'waiting'"));
-      s.Bind(id);
-      while (true) {
-        BOOST_OUTCOME_TRY(auto row, s.Step());
-        if (!row) break;
-        children.push_back(s.String(0));
-      }
-    }
-    std::string error = fmt::format("parent run {} {}", id, reason);
+    BOOST_OUTCOME_TRY(auto children, WaitingChildren(tx, run.rowid));
+    std::string error = fmt::format("parent run {} {}", run.id, reason);
     for (auto& child : children) {
       BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
                                     "UPDATE runs SET state = 'failed', error = ?, finished_at = ?, "
-                                    "waiting_reason = NULL WHERE id = ?"));
-      u.Bind(error).Bind(tx.now).Bind(child);
+                                    "waiting_reason = NULL WHERE rowid = ?"));
+      u.Bind(error).Bind(tx.now).Bind(child.rowid);
       BOOST_OUTCOME_TRY(u.Run());
       work.emplace_back(std::move(child), "failed");
     }
@@ -226,42 +283,32 @@ Result<void> FailWaitingChildren(Tx& tx, std::string parent, std::string why) {
   return Ok();
 }
 
-// The run `parent` completed: its waiting children whose parents all completed become pending.
-Result<void> ReleaseWaitingChildren(Tx& tx, std::string_view parent) {
-  std::vector<std::string> children;
-  {
-    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
-                                  "SELECT d.child_id FROM run_deps d JOIN runs r ON r.id = "
-                                  "d.child_id WHERE d.parent_id = ? AND r.state = 'waiting'"));
-    s.Bind(parent);
-    while (true) {
-      BOOST_OUTCOME_TRY(auto row, s.Step());
-      if (!row) break;
-      children.push_back(s.String(0));
-    }
-  }
+// The run at `parent` completed: its waiting children whose parents all completed become
+// pending.
+Result<void> ReleaseWaitingChildren(Tx& tx, long long parent) {
+  BOOST_OUTCOME_TRY(auto children, WaitingChildren(tx, parent));
   for (const auto& child : children) {
     long long unfinished = 0;
     {
       // A parent that is gone was purged, which only happens to finished runs; had it not
       // completed, this child would already have failed.
       BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
-                                    "SELECT count(*) FROM run_deps d JOIN runs r ON r.id = "
-                                    "d.parent_id WHERE d.child_id = ? AND r.state != 'completed'"));
-      s.Bind(child);
+                                    "SELECT count(*) FROM run_deps d JOIN runs r ON r.rowid = "
+                                    "d.parent WHERE d.child = ? AND r.state != 'completed'"));
+      s.Bind(child.rowid);
       BOOST_OUTCOME_TRY(s.Step());
       unfinished = s.Int(0);
     }
     if (unfinished == 0) {
       BOOST_OUTCOME_TRY(auto u, tx.db.Prepare("UPDATE runs SET state = 'pending', "
-                                              "waiting_reason = NULL WHERE id = ?"));
-      u.Bind(child);
+                                              "waiting_reason = NULL WHERE rowid = ?"));
+      u.Bind(child.rowid);
       BOOST_OUTCOME_TRY(u.Run());
       tx.wake = true;
     } else {
       BOOST_OUTCOME_TRY(auto u,
-                        tx.db.Prepare("UPDATE runs SET waiting_reason = ? WHERE id = ?"));
-      u.Bind(WaitingReason(static_cast<size_t>(unfinished))).Bind(child);
+                        tx.db.Prepare("UPDATE runs SET waiting_reason = ? WHERE rowid = ?"));
+      u.Bind(WaitingReason(static_cast<size_t>(unfinished))).Bind(child.rowid);
       BOOST_OUTCOME_TRY(u.Run());
     }
   }
@@ -270,31 +317,31 @@ Result<void> ReleaseWaitingChildren(Tx& tx, std::string_view parent) {
 
 // A processing run lost its attempt (lease expired, worker restarted): back to pending with
 // backoff, or failed once it used max_attempts.
-Result<void> RequeueOrFail(Tx& tx, const std::string& id, int attempts, int max_attempts,
+Result<void> RequeueOrFail(Tx& tx, const RunKey& run, int attempts, int max_attempts,
                            std::string_view why) {
   if (attempts >= max_attempts) {
     BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
                                   "UPDATE runs SET state = 'failed', error = ?, finished_at = ?, "
                                   "lease_token = NULL, lease_expires_at = NULL, "
-                                  "cancel_requested = 0 WHERE id = ?"));
-    u.Bind(fmt::format("{} after {} attempts", why, attempts)).Bind(tx.now).Bind(id);
+                                  "cancel_requested = 0 WHERE rowid = ?"));
+    u.Bind(fmt::format("{} after {} attempts", why, attempts)).Bind(tx.now).Bind(run.rowid);
     BOOST_OUTCOME_TRY(u.Run());
-    return FailWaitingChildren(tx, id, "failed");
+    return FailWaitingChildren(tx, run, "failed");
   }
   BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
                                 "UPDATE runs SET state = 'pending', error = ?, not_before = ?, "
                                 "lease_token = NULL, lease_expires_at = NULL, worker = NULL, "
-                                "cancel_requested = 0 WHERE id = ?"));
+                                "cancel_requested = 0 WHERE rowid = ?"));
   u.Bind(fmt::format("{} on attempt {}", why, attempts))
       .Bind(tx.now + RetryBackoff(attempts))
-      .Bind(id);
+      .Bind(run.rowid);
   BOOST_OUTCOME_TRY(u.Run());
   tx.wake = true;
   return Ok();
 }
 
 struct Held {
-  std::string id;
+  RunKey run;
   std::string worker;
   int attempts;
   int max_attempts;
@@ -304,7 +351,7 @@ Result<int> RequeueHeld(Tx& tx, const std::vector<Held>& held, bool expired) {
   for (const auto& h : held) {
     std::string why = expired ? std::string("lease expired")
                               : fmt::format("worker {} gave the run up", h.worker);
-    BOOST_OUTCOME_TRY(RequeueOrFail(tx, h.id, h.attempts, h.max_attempts, why));
+    BOOST_OUTCOME_TRY(RequeueOrFail(tx, h.run, h.attempts, h.max_attempts, why));
   }
   return static_cast<int>(held.size());
 }
@@ -314,22 +361,42 @@ Result<std::vector<Held>> CollectHeld(Stmt& s) {
   while (true) {
     BOOST_OUTCOME_TRY(auto row, s.Step());
     if (!row) break;
-    held.push_back(Held{s.String(0), s.String(1), static_cast<int>(s.Int(2)),
+    held.push_back(Held{RunKey{s.Int(4), s.String(0)}, s.String(1), static_cast<int>(s.Int(2)),
                         static_cast<int>(s.Int(3))});
   }
   return held;
 }
 
 constexpr const char* kExpiredSql =
-    "SELECT id, coalesce(worker, ''), attempts, max_attempts FROM runs "
+    "SELECT id, coalesce(worker, ''), attempts, max_attempts, rowid FROM runs "
     "WHERE state = 'processing' AND lease_expires_at < ?";
 constexpr const char* kHeldBySql =
-    "SELECT id, coalesce(worker, ''), attempts, max_attempts FROM runs "
+    "SELECT id, coalesce(worker, ''), attempts, max_attempts, rowid FROM runs "
     "WHERE state = 'processing' AND substr(coalesce(worker, ''), 1, length(?1)) = ?1";
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+namespace {
+
+Result<RunIds::Key> ReadRunIdKey(Conn& conn) {
+  BOOST_OUTCOME_TRY(auto s, conn.Prepare("SELECT name, value FROM counters "
+                                         "WHERE name IN ('run_id_key_0', 'run_id_key_1')"));
+  RunIds::Key key;
+  int found = 0;
+  while (true) {
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) break;
+    auto value = static_cast<uint64_t>(s.Int(1));
+    (s.Text(0) == "run_id_key_0" ? key.k0 : key.k1) = value;
+    ++found;
+  }
+  if (found != 2) return Error{Errc::kInternal, "sqlite: the run id key is missing"};
+  return key;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path file, Clock& clock) {
   // SQLite allocates and frees a statement journal around most writes inside a transaction.
@@ -391,16 +458,28 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
                                file.string(), version, kSchemaVersion)};
     }
     // Version 1 files (runs only) gain the GPU-worker tables in place; every older file gets
-    // its ordered indexes rebuilt (run_order.hpp: ascending since 3, rowid tie-break since 4).
+    // its runs copied into a table without the id index (kUpgradeRunsToVersion5) and so its
+    // ordered indexes rebuilt (run_order.hpp: ascending since 3, rowid tie-break since 4).
     if (version < 1) {
-      BOOST_OUTCOME_TRY(conn->Exec(kSchema));
+      BOOST_OUTCOME_TRY(conn->Exec(fmt::format(kRunsTable, "runs").c_str()));
     } else {
-      spdlog::info("store upgrading file={} schema={} to={}: rebuilding the run indexes",
+      spdlog::info("store upgrading file={} schema={} to={}: copying the runs to a table "
+                   "without the id index",
                    file.string(), version, kSchemaVersion);
-      BOOST_OUTCOME_TRY(conn->Exec(kDropOrderedIndexes));
+      BOOST_OUTCOME_TRY(conn->Exec(fmt::format(kRunsTable, "runs_v5").c_str()));
+      BOOST_OUTCOME_TRY(
+          conn->Exec(fmt::format(kUpgradeRunsToVersion5, kRunsTableColumns).c_str()));
     }
+    BOOST_OUTCOME_TRY(conn->Exec(kRunSideSchema));
     BOOST_OUTCOME_TRY(conn->Exec(kOrderedIndexes));
     BOOST_OUTCOME_TRY(conn->Exec(kGpuSchema));
+    {
+      RunIds::Key key = RunIds::NewKey();
+      BOOST_OUTCOME_TRY(auto s, conn->Prepare("INSERT INTO counters (name, value) "
+                                              "VALUES ('run_id_key_0', ?), ('run_id_key_1', ?)"));
+      s.Bind(static_cast<long long>(key.k0)).Bind(static_cast<long long>(key.k1));
+      BOOST_OUTCOME_TRY(s.Run());
+    }
     return conn->Exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
   }();
   if (!schema) {
@@ -412,9 +491,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(std::filesystem::path fil
   // A WAL that grew under a burst is truncated back to this size once it starts over.
   BOOST_OUTCOME_TRY(conn->Exec(
       fmt::format("PRAGMA journal_size_limit = {}", WalCheckpointer::kJournalSizeLimit).c_str()));
+  BOOST_OUTCOME_TRY(auto key, ReadRunIdKey(*conn));
   BOOST_OUTCOME_TRY(auto checkpoint_conn, Conn::Open(file));
-  auto state =
-      std::make_unique<State>(std::move(file), clock, std::move(conn), std::move(checkpoint_conn));
+  auto state = std::make_unique<State>(std::move(file), clock, RunIds(key), std::move(conn),
+                                       std::move(checkpoint_conn));
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(state)));
 }
 
@@ -426,7 +506,6 @@ namespace {
 // A submit's text, built off the writer thread so the transaction does only SQL.
 struct SubmitWork {
   const NewRun* run = nullptr;  // the caller's (Submit) or the Async op's (SubmitAsync)
-  std::string id;
   std::string payload;
   std::vector<std::string> parents;
   std::string depends_on;
@@ -436,7 +515,6 @@ Result<SubmitWork> PrepareSubmit(const NewRun& run) {
   if (run.type.empty()) return Error{Errc::kInvalidArgument, "run type is empty"};
   if (run.max_attempts < 1) return Error{Errc::kInvalidArgument, "max_attempts must be >= 1"};
   SubmitWork work;
-  work.id = NewUuid();
   work.payload = Dump(run.payload);
   for (const auto& p : run.depends_on) {
     if (std::find(work.parents.begin(), work.parents.end(), p) == work.parents.end()) {
@@ -448,10 +526,22 @@ Result<SubmitWork> PrepareSubmit(const NewRun& run) {
   return work;
 }
 
+// The state of the run `id`; nullopt when no such run exists.
+Result<std::optional<std::pair<long long, RunState>>> FindParent(Tx& tx, std::string_view id) {
+  auto rowid = tx.Row(id);
+  if (!rowid) {
+    if (rowid.error().code == Errc::kNotFound) return std::nullopt;
+    return rowid.error();
+  }
+  BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT state FROM runs WHERE rowid = ?"));
+  s.Bind(rowid.value());
+  BOOST_OUTCOME_TRY(auto row, s.Step());
+  if (!row) return std::nullopt;
+  return std::make_pair(rowid.value(), ParseRunState(s.Text(0)).value_or(RunState::kFailed));
+}
+
 Result<Submitted> InsertRun(Tx& tx, const SubmitWork& work) {
   const NewRun& run = *work.run;
-  const std::string& id = work.id;
-  const auto& parents = work.parents;
   if (run.idempotency_key) {
     BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT id FROM runs WHERE idempotency_key = ?"));
     s.Bind(*run.idempotency_key);
@@ -463,14 +553,14 @@ Result<Submitted> InsertRun(Tx& tx, const SubmitWork& work) {
   std::optional<std::string> error;
   std::optional<TimePoint> finished_at;
   size_t unfinished = 0;
-  for (const auto& parent : parents) {
-    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT state FROM runs WHERE id = ?"));
-    s.Bind(parent);
-    BOOST_OUTCOME_TRY(auto row, s.Step());
-    if (!row) {
+  std::vector<long long> parent_rowids;
+  for (const auto& parent : work.parents) {
+    BOOST_OUTCOME_TRY(auto found, FindParent(tx, parent));
+    if (!found) {
       return Error{Errc::kInvalidArgument, fmt::format("depends_on run {} not found", parent)};
     }
-    auto parent_state = ParseRunState(s.Text(0)).value_or(RunState::kFailed);
+    auto [parent_rowid, parent_state] = *found;
+    parent_rowids.push_back(parent_rowid);
     if (parent_state == RunState::kCompleted) continue;
     if (IsFinished(parent_state)) {
       if (!error) error = fmt::format("parent run {} {}", parent, ToString(parent_state));
@@ -485,13 +575,27 @@ Result<Submitted> InsertRun(Tx& tx, const SubmitWork& work) {
     state = RunState::kWaiting;
     waiting_reason = WaitingReason(unfinished);
   }
+  long long rowid = 0;
+  {
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE counters SET value = value + 1 "
+                                            "WHERE name = 'last_run' RETURNING value"));
+    BOOST_OUTCOME_TRY(auto row, s.Step());
+    if (!row) return Error{Errc::kInternal, "last_run counter is missing"};
+    rowid = s.Int(0);
+    BOOST_OUTCOME_TRY(s.Run());
+  }
+  if (rowid < 1 || rowid > RunIds::kMaxRowid) {
+    return Error{Errc::kInternal, fmt::format("run rowid {} is out of range", rowid)};
+  }
+  std::string id = tx.ids.IdOf(rowid);
   {
     BOOST_OUTCOME_TRY(
-        auto s, tx.db.Prepare("INSERT INTO runs (id, type, priority, state, payload, error, "
-                              "parent_run_id, depends_on, max_attempts, timeout_s, "
+        auto s, tx.db.Prepare("INSERT INTO runs (rowid, id, type, priority, state, payload, "
+                              "error, parent_run_id, depends_on, max_attempts, timeout_s, "
                               "waiting_reason, idempotency_key, created_at, finished_at) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-    s.Bind(id)
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    s.Bind(rowid)
+        .Bind(id)
         .Bind(run.type)
         .Bind(run.priority)
         .Bind(ToString(state))
@@ -507,14 +611,14 @@ Result<Submitted> InsertRun(Tx& tx, const SubmitWork& work) {
         .Bind(finished_at);
     BOOST_OUTCOME_TRY(s.Run());
   }
-  for (const auto& parent : parents) {
-    BOOST_OUTCOME_TRY(
-        auto s, tx.db.Prepare("INSERT INTO run_deps (parent_id, child_id) VALUES (?, ?)"));
-    s.Bind(parent).Bind(id);
+  for (long long parent : parent_rowids) {
+    BOOST_OUTCOME_TRY(auto s,
+                      tx.db.Prepare("INSERT INTO run_deps (parent, child) VALUES (?, ?)"));
+    s.Bind(parent).Bind(rowid);
     BOOST_OUTCOME_TRY(s.Run());
   }
   tx.wake = state == RunState::kPending;
-  return Submitted{id, true};
+  return Submitted{std::move(id), true};
 }
 
 }  // namespace
@@ -563,7 +667,8 @@ void SqliteStore::SubmitAsync(NewRun run, SubmitCallback done) {
 
 Result<Run> SqliteStore::Get(std::string_view id) {
   BOOST_OUTCOME_TRY(auto slot, state_->Reader());
-  return LoadRun(*slot->conn, id);
+  BOOST_OUTCOME_TRY(auto rowid, RunRowid(*slot->conn, state_->ids, id));
+  return LoadRun(*slot->conn, rowid, id);
 }
 
 Result<Run> SqliteStore::GetStamped(std::string_view id, RunStamp& stamp) {
@@ -572,22 +677,17 @@ Result<Run> SqliteStore::GetStamped(std::string_view id, RunStamp& stamp) {
     stamp = RunStamp{};
     return Get(id);
   }
-  // The stamp is loaded before the read: a commit the read does not see bumps it afterwards.
-  // Without an earlier stamp the rowid is not known yet, so this read's stamp stays invalid.
-  const long long known = stamp.key;
-  const uint64_t seen = known != 0 ? stamps->Load(known) : 0;
   BOOST_OUTCOME_TRY(auto slot, state_->Reader());
-  BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare("SELECT " GPUQ_RUN_COLUMNS
-                                                ", rowid FROM runs WHERE id = ?"));
-  s.Bind(id);
-  BOOST_OUTCOME_TRY(auto row, s.Step());
-  if (!row) {
+  auto rowid = RunRowid(*slot->conn, state_->ids, id);
+  if (!rowid) {
     stamp = RunStamp{};
-    return NotFound(id);
+    return rowid.error();
   }
-  const long long rowid = s.Int(kRunColumnCount);
-  stamp = RunStamp{rowid, seen, known == rowid};
-  return ReadRun(s);
+  // The stamp is loaded before the read: a commit the read does not see bumps it afterwards.
+  stamp = RunStamp{rowid.value(), stamps->Load(rowid.value()), true};
+  auto run = LoadRun(*slot->conn, rowid.value(), id);
+  if (!run) stamp = RunStamp{};
+  return run;
 }
 
 bool SqliteStore::RunUnchanged(const RunStamp& stamp) const {
@@ -718,13 +818,14 @@ Result<std::vector<Lease>> SqliteStore::Claim(const ClaimRequest& request) {
 
 Result<LeaseStatus> SqliteStore::Heartbeat(std::string_view id, long long token, Millis ttl) {
   return state_->Write([&](Tx& tx) -> Result<LeaseStatus> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
-                                  "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND "
+                                  "UPDATE runs SET lease_expires_at = ? WHERE rowid = ? AND "
                                   "lease_token = ? AND state = 'processing' "
                                   "RETURNING cancel_requested"));
-    s.Bind(tx.now + ttl).Bind(id).Bind(token);
+    s.Bind(tx.now + ttl).Bind(rowid).Bind(token);
     BOOST_OUTCOME_TRY(auto row, s.Step());
-    if (!row) return LeaseError(tx.db, id);
+    if (!row) return LeaseError(tx.db, rowid, id);
     LeaseStatus status{s.Int(0) != 0};
     BOOST_OUTCOME_TRY(s.Run());
     return status;
@@ -735,11 +836,12 @@ Result<void> SqliteStore::ReportProgress(std::string_view id, long long token,
                                          const Progress& progress) {
   std::string text = ProgressJson(progress);
   return state_->Write([&](Tx& tx) -> Result<void> {
-    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE runs SET progress = ? WHERE id = ? AND "
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
+    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE runs SET progress = ? WHERE rowid = ? AND "
                                             "lease_token = ? AND state = 'processing'"));
-    s.Bind(text).Bind(id).Bind(token);
+    s.Bind(text).Bind(rowid).Bind(token);
     BOOST_OUTCOME_TRY(s.Run());
-    if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+    if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, rowid, id);
     return Ok();
   });
 }
@@ -749,32 +851,34 @@ Result<void> SqliteStore::Complete(std::string_view id, long long token, const J
   std::string result_text = Dump(result);
   std::string files_text = StringArrayJson(files);
   return state_->Write([&](Tx& tx) -> Result<void> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     {
       BOOST_OUTCOME_TRY(
           auto s, tx.db.Prepare("UPDATE runs SET state = 'completed', finished_at = ?, "
                                 "result = ?, files = ?, error = NULL, lease_token = NULL, "
                                 "lease_expires_at = NULL, cancel_requested = 0 "
-                                "WHERE id = ? AND lease_token = ? AND state = 'processing'"));
-      s.Bind(tx.now).Bind(result_text).Bind(files_text).Bind(id).Bind(token);
+                                "WHERE rowid = ? AND lease_token = ? AND state = 'processing'"));
+      s.Bind(tx.now).Bind(result_text).Bind(files_text).Bind(rowid).Bind(token);
       BOOST_OUTCOME_TRY(s.Run());
-      if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+      if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, rowid, id);
     }
-    return ReleaseWaitingChildren(tx, id);
+    return ReleaseWaitingChildren(tx, rowid);
   });
 }
 
 Result<FailOutcome> SqliteStore::Fail(std::string_view id, long long token, std::string error,
                                       bool retryable) {
   return state_->Write([&](Tx& tx) -> Result<FailOutcome> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     int attempts = 0;
     int max_attempts = 0;
     {
       BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT attempts, max_attempts FROM runs WHERE "
-                                              "id = ? AND lease_token = ? AND "
+                                              "rowid = ? AND lease_token = ? AND "
                                               "state = 'processing'"));
-      s.Bind(id).Bind(token);
+      s.Bind(rowid).Bind(token);
       BOOST_OUTCOME_TRY(auto row, s.Step());
-      if (!row) return LeaseError(tx.db, id);
+      if (!row) return LeaseError(tx.db, rowid, id);
       attempts = static_cast<int>(s.Int(0));
       max_attempts = static_cast<int>(s.Int(1));
     }
@@ -782,8 +886,8 @@ Result<FailOutcome> SqliteStore::Fail(std::string_view id, long long token, std:
       BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
                                     "UPDATE runs SET state = 'pending', error = ?, not_before = ?, "
                                     "lease_token = NULL, lease_expires_at = NULL, worker = NULL, "
-                                    "cancel_requested = 0 WHERE id = ?"));
-      u.Bind(error).Bind(tx.now + RetryBackoff(attempts)).Bind(id);
+                                    "cancel_requested = 0 WHERE rowid = ?"));
+      u.Bind(error).Bind(tx.now + RetryBackoff(attempts)).Bind(rowid);
       BOOST_OUTCOME_TRY(u.Run());
       tx.wake = true;
       return FailOutcome::kRetrying;
@@ -792,40 +896,42 @@ Result<FailOutcome> SqliteStore::Fail(std::string_view id, long long token, std:
       BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
                                     "UPDATE runs SET state = 'failed', error = ?, finished_at = ?, "
                                     "lease_token = NULL, lease_expires_at = NULL, "
-                                    "cancel_requested = 0 WHERE id = ?"));
-      u.Bind(error).Bind(tx.now).Bind(id);
+                                    "cancel_requested = 0 WHERE rowid = ?"));
+      u.Bind(error).Bind(tx.now).Bind(rowid);
       BOOST_OUTCOME_TRY(u.Run());
     }
-    BOOST_OUTCOME_TRY(FailWaitingChildren(tx, std::string(id), "failed"));
+    BOOST_OUTCOME_TRY(FailWaitingChildren(tx, RunKey{rowid, std::string(id)}, "failed"));
     return FailOutcome::kFailed;
   });
 }
 
 Result<void> SqliteStore::MarkCancelled(std::string_view id, long long token) {
   return state_->Write([&](Tx& tx) -> Result<void> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     {
       BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
                                     "UPDATE runs SET state = 'cancelled', finished_at = ?, "
-                                    "lease_token = NULL, lease_expires_at = NULL WHERE id = ? "
+                                    "lease_token = NULL, lease_expires_at = NULL WHERE rowid = ? "
                                     "AND lease_token = ? AND state = 'processing'"));
-      s.Bind(tx.now).Bind(id).Bind(token);
+      s.Bind(tx.now).Bind(rowid).Bind(token);
       BOOST_OUTCOME_TRY(s.Run());
-      if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+      if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, rowid, id);
     }
-    return FailWaitingChildren(tx, std::string(id), "was cancelled");
+    return FailWaitingChildren(tx, RunKey{rowid, std::string(id)}, "was cancelled");
   });
 }
 
 Result<void> SqliteStore::Release(std::string_view id, long long token) {
   return state_->Write([&](Tx& tx) -> Result<void> {
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
                                   "UPDATE runs SET state = 'pending', attempts = max(attempts - "
                                   "1, 0), lease_token = NULL, lease_expires_at = NULL, "
-                                  "worker = NULL, cancel_requested = 0 WHERE id = ? AND "
+                                  "worker = NULL, cancel_requested = 0 WHERE rowid = ? AND "
                                   "lease_token = ? AND state = 'processing'"));
-    s.Bind(id).Bind(token);
+    s.Bind(rowid).Bind(token);
     BOOST_OUTCOME_TRY(s.Run());
-    if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, id);
+    if (sqlite3_changes(tx.db.db()) == 0) return LeaseError(tx.db, rowid, id);
     tx.wake = true;
     return Ok();
   });
@@ -833,24 +939,25 @@ Result<void> SqliteStore::Release(std::string_view id, long long token) {
 
 Result<Run> SqliteStore::Cancel(std::string_view id) {
   return state_->Write([&](Tx& tx) -> Result<Run> {
-    BOOST_OUTCOME_TRY(auto run, LoadRun(tx.db, id));
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
+    BOOST_OUTCOME_TRY(auto run, LoadRun(tx.db, rowid, id));
     switch (run.state) {
       case RunState::kWaiting:
       case RunState::kPending: {
         {
           BOOST_OUTCOME_TRY(auto u, tx.db.Prepare(
                                         "UPDATE runs SET state = 'cancelled', finished_at = ?, "
-                                        "waiting_reason = NULL WHERE id = ?"));
-          u.Bind(tx.now).Bind(id);
+                                        "waiting_reason = NULL WHERE rowid = ?"));
+          u.Bind(tx.now).Bind(rowid);
           BOOST_OUTCOME_TRY(u.Run());
         }
-        BOOST_OUTCOME_TRY(FailWaitingChildren(tx, run.id, "was cancelled"));
+        BOOST_OUTCOME_TRY(FailWaitingChildren(tx, RunKey{rowid, run.id}, "was cancelled"));
         break;
       }
       case RunState::kProcessing: {
         BOOST_OUTCOME_TRY(auto u,
-                          tx.db.Prepare("UPDATE runs SET cancel_requested = 1 WHERE id = ?"));
-        u.Bind(id);
+                          tx.db.Prepare("UPDATE runs SET cancel_requested = 1 WHERE rowid = ?"));
+        u.Bind(rowid);
         BOOST_OUTCOME_TRY(u.Run());
         break;
       }
@@ -860,13 +967,14 @@ Result<Run> SqliteStore::Cancel(std::string_view id) {
         return Error{Errc::kConflict,
                      fmt::format("run {} is already {}", id, ToString(run.state))};
     }
-    return LoadRun(tx.db, id);
+    return LoadRun(tx.db, rowid, id);
   });
 }
 
 Result<Run> SqliteStore::Retry(std::string_view id) {
   return state_->Write([&](Tx& tx) -> Result<Run> {
-    BOOST_OUTCOME_TRY(auto run, LoadRun(tx.db, id));
+    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
+    BOOST_OUTCOME_TRY(auto run, LoadRun(tx.db, rowid, id));
     if (run.state != RunState::kFailed && run.state != RunState::kCancelled) {
       return Error{Errc::kConflict, fmt::format("run {} is {}; only failed or cancelled runs "
                                                 "can be retried",
@@ -877,8 +985,8 @@ Result<Run> SqliteStore::Retry(std::string_view id) {
     size_t unfinished = 0;
     {
       BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("SELECT r.id, r.state FROM run_deps d JOIN runs r "
-                                              "ON r.id = d.parent_id WHERE d.child_id = ?"));
-      s.Bind(id);
+                                              "ON r.rowid = d.parent WHERE d.child = ?"));
+      s.Bind(rowid);
       while (true) {
         BOOST_OUTCOME_TRY(auto row, s.Step());
         if (!row) break;
@@ -899,11 +1007,11 @@ Result<Run> SqliteStore::Retry(std::string_view id) {
                               "error = NULL, result = NULL, finished_at = NULL, "
                               "started_at = NULL, not_before = NULL, cancel_requested = 0, "
                               "progress = NULL, worker = NULL, gpu = NULL, files = '[]', "
-                              "lease_token = NULL, lease_expires_at = NULL WHERE id = ?"));
-    u.Bind(ToString(next)).Bind(reason).Bind(id);
+                              "lease_token = NULL, lease_expires_at = NULL WHERE rowid = ?"));
+    u.Bind(ToString(next)).Bind(reason).Bind(rowid);
     BOOST_OUTCOME_TRY(u.Run());
     tx.wake = next == RunState::kPending;
-    return LoadRun(tx.db, id);
+    return LoadRun(tx.db, rowid, id);
   });
 }
 
@@ -941,15 +1049,32 @@ Result<int> SqliteStore::RequeueHeldBy(std::string_view worker_prefix) {
 
 Result<std::vector<std::string>> SqliteStore::PurgeFinishedBefore(TimePoint cutoff) {
   return state_->Write([&](Tx& tx) -> Result<std::vector<std::string>> {
-    BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
-                                  "DELETE FROM runs WHERE finished_at < ? AND state IN "
-                                  "('completed', 'failed', 'cancelled') RETURNING id"));
-    s.Bind(cutoff);
     std::vector<std::string> ids;
-    while (true) {
-      BOOST_OUTCOME_TRY(auto row, s.Step());
-      if (!row) break;
-      ids.push_back(s.String(0));
+    std::vector<long long> rowids;
+    {
+      BOOST_OUTCOME_TRY(auto s, tx.db.Prepare(
+                                    "DELETE FROM runs WHERE finished_at < ? AND state IN "
+                                    "('completed', 'failed', 'cancelled') RETURNING id, rowid"));
+      s.Bind(cutoff);
+      while (true) {
+        BOOST_OUTCOME_TRY(auto row, s.Step());
+        if (!row) break;
+        ids.push_back(s.String(0));
+        rowids.push_back(s.Int(1));
+      }
+    }
+    // What ON DELETE CASCADE did before schema 5: the purged runs' own edges and old ids. An
+    // edge from a purged parent stays: its children read a missing parent as completed.
+    for (long long rowid : rowids) {
+      BOOST_OUTCOME_TRY(auto d, tx.db.Prepare("DELETE FROM run_deps WHERE child = ?"));
+      d.Bind(rowid);
+      BOOST_OUTCOME_TRY(d.Run());
+    }
+    for (const auto& id : ids) {
+      if (tx.ids.RowidOf(id)) continue;
+      BOOST_OUTCOME_TRY(auto d, tx.db.Prepare("DELETE FROM run_legacy_ids WHERE id = ?"));
+      d.Bind(id);
+      BOOST_OUTCOME_TRY(d.Run());
     }
     return ids;
   });

@@ -88,9 +88,10 @@ class SqliteStore final : public Store {
 
   // The schema version this build writes (PRAGMA user_version). 2 added the GPU-worker tables
   // (named leases, agents, commands); 3 made the list indexes ascending; 4 dropped the id from
-  // the ordered indexes (the rowid breaks ties). Older files are upgraded in place at open
-  // (rebuilding those indexes reads the whole runs table once).
-  static constexpr int kSchemaVersion = 4;
+  // the ordered indexes (the rowid breaks ties); 5 dropped the index on the id (ids decrypt to
+  // rowids, run_ids.hpp). Older files are upgraded in place at open (from 1-4: the runs table
+  // is copied once).
+  static constexpr int kSchemaVersion = 5;
 
  private:
   struct State;  // connections, writer thread, queues: all of sqlite3 stays in the .cpp

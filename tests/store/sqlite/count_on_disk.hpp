@@ -40,4 +40,26 @@ inline std::string ExecOnDisk(const std::filesystem::path& file, const char* sql
   return error;
 }
 
+// The first column of the first row of `sql` through a connection of its own, as text; ""
+// when there is none.
+inline std::string QueryText(const std::filesystem::path& file, const char* sql) {
+  sqlite3* db = nullptr;
+  std::string out;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_open(file.c_str(), &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+// The same, as an integer; -1 when there is none.
+inline int QueryInt(const std::filesystem::path& file, const char* sql) {
+  std::string text = QueryText(file, sql);
+  return text.empty() ? -1 : std::stoi(text);
+}
+
 }  // namespace gpuq::store::testing

@@ -8,9 +8,11 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/ids.hpp"
 #include "store/sqlite/count_on_disk.hpp"
 #include "store/sqlite/run_order.hpp"
 #include "store/store_contract.hpp"
@@ -24,6 +26,8 @@ using testing::StoreBackend;
 using testing::StoreContract;
 using testing::CountOnDisk;
 using testing::ExecOnDisk;
+using testing::QueryInt;
+using testing::QueryText;
 
 StoreBackend SqliteBackend() {
   return StoreBackend{
@@ -68,31 +72,40 @@ TEST(SqliteStore, RefusesAFileWithANewerSchema) {
   EXPECT_EQ(store.error().code, Errc::kInternal);
 }
 
-TEST(SqliteStore, UpgradesAVersionOneFileInPlace) {
-  gpuq::testing::TempDir dir;
-  ManualClock clock;
-  std::string id;
-  {
-    auto store = SqliteStore::Open(dir / "q.db", clock);
-    ASSERT_TRUE(store);
-    id = store.value()->Submit(NewRun{.type = "echo"}).value().id;
-  }
-  ASSERT_EQ(ExecOnDisk(dir / "q.db",
-                       "DROP TABLE leases; DROP TABLE agents; DROP TABLE commands; "
-                       "DROP TABLE command_replies; DROP INDEX runs_pending_age; "
-                       "PRAGMA user_version = 1"),
-            "");
-
-  auto store = SqliteStore::Open(dir / "q.db", clock);
-
-  ASSERT_TRUE(store) << store.error().message;
-  EXPECT_TRUE(store.value()->Get(id));
-  EXPECT_TRUE(store.value()->AcquireLease("lock:host-a:0", "agent-a", Millis(1000)));
-  EXPECT_EQ(store.value()->PendingRuns({"echo"}, 10).value().size(), 1u);
-}
+// A version-4 file as that gpuq wrote it (its runs and queue part; the GPU-worker tables,
+// which version 5 left as they were, are added by the upgrade of a version-1 file anyway).
+constexpr const char* kVersion4Schema = R"sql(
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY NOT NULL, type TEXT NOT NULL, priority INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN
+      ('waiting', 'pending', 'processing', 'completed', 'failed', 'cancelled')),
+  payload TEXT NOT NULL, result TEXT, error TEXT, parent_run_id TEXT,
+  depends_on TEXT NOT NULL DEFAULT '[]', attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL, timeout_s INTEGER NOT NULL, progress TEXT, waiting_reason TEXT,
+  worker TEXT, gpu TEXT, idempotency_key TEXT, created_at INTEGER NOT NULL, started_at INTEGER,
+  finished_at INTEGER, not_before INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0,
+  files TEXT NOT NULL DEFAULT '[]', lease_token INTEGER, lease_expires_at INTEGER);
+CREATE UNIQUE INDEX runs_idempotency ON runs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_lease ON runs (lease_expires_at) WHERE state = 'processing';
+CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE run_deps (
+  parent_id TEXT NOT NULL,
+  child_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  PRIMARY KEY (parent_id, child_id)) WITHOUT ROWID;
+CREATE INDEX run_deps_child ON run_deps (child_id);
+CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('lease_token', 7);
+CREATE INDEX runs_claim ON runs (type, priority DESC, created_at) WHERE state = 'pending';
+CREATE INDEX runs_pending_age ON runs (type, created_at) WHERE state = 'pending';
+CREATE INDEX runs_newest ON runs (created_at);
+CREATE INDEX runs_state_newest ON runs (state, created_at);
+CREATE INDEX runs_type_newest ON runs (type, created_at);
+CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at)
+  WHERE parent_run_id IS NOT NULL;
+)sql";
 
 // The ordered indexes of older files: version 2 had the list indexes DESC, both 2 and 3 had
-// the id in every one. The upgrade rebuilds them; lists and claims keep their order.
+// the id in every one.
 constexpr const char* kVersion3Indexes =
     "DROP INDEX runs_claim; DROP INDEX runs_pending_age; DROP INDEX runs_newest; "
     "DROP INDEX runs_state_newest; DROP INDEX runs_type_newest; DROP INDEX runs_parent_newest; "
@@ -105,68 +118,151 @@ constexpr const char* kVersion3ListIndexes =
     "CREATE INDEX runs_state_newest ON runs (state, created_at, id); "
     "CREATE INDEX runs_type_newest ON runs (type, created_at, id); "
     "CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at, id) "
-    "WHERE parent_run_id IS NOT NULL; PRAGMA user_version = 3";
+    "WHERE parent_run_id IS NOT NULL; ";
 constexpr const char* kVersion2ListIndexes =
     "CREATE INDEX runs_newest ON runs (created_at DESC, id DESC); "
     "CREATE INDEX runs_state_newest ON runs (state, created_at DESC, id DESC); "
     "CREATE INDEX runs_type_newest ON runs (type, created_at DESC, id DESC); "
     "CREATE INDEX runs_parent_newest ON runs (parent_run_id, created_at DESC, id DESC) "
-    "WHERE parent_run_id IS NOT NULL; PRAGMA user_version = 2";
+    "WHERE parent_run_id IS NOT NULL; ";
 
-// One integer through a connection of its own.
-int QueryInt(const std::filesystem::path& file, const char* sql) {
-  sqlite3* db = nullptr;
-  int out = -1;
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_open(file.c_str(), &db) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK &&
-      sqlite3_step(stmt) == SQLITE_ROW) {
-    out = sqlite3_column_int(stmt, 0);
+// Runs of an older file, with the random ids it gave them: a finished run, a pending one, a
+// child waiting on it, and a later pending one with an idempotency key.
+struct OldRuns {
+  std::string done = NewUuid();
+  std::string parent = NewUuid();
+  std::string child = NewUuid();
+  std::string keyed = NewUuid();
+
+  std::string Sql() const {
+    return fmt::format(
+        "INSERT INTO runs (id, type, priority, state, payload, max_attempts, timeout_s, "
+        "created_at, finished_at, result) VALUES ('{0}', 'echo', 50, 'completed', '{{}}', 3, "
+        "60, 400, 500, '{{\"ok\":true}}'); "
+        "INSERT INTO runs (id, type, priority, state, payload, max_attempts, timeout_s, "
+        "created_at) VALUES ('{1}', 'echo', 50, 'pending', '{{\"n\":1}}', 3, 60, 1000); "
+        "INSERT INTO runs (id, type, priority, state, payload, max_attempts, timeout_s, "
+        "created_at, depends_on, waiting_reason) VALUES ('{2}', 'other', 50, 'waiting', '{{}}', "
+        "3, 60, 1001, '[\"{1}\"]', 'waiting for 1 parent runs'); "
+        "INSERT INTO run_deps (parent_id, child_id) VALUES ('{1}', '{2}'); "
+        "INSERT INTO runs (id, type, priority, state, payload, max_attempts, timeout_s, "
+        "created_at, idempotency_key) VALUES ('{3}', 'echo', 50, 'pending', '{{}}', 3, 60, 1002, "
+        "'key-1'); ",
+        done, parent, child, keyed);
   }
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-  return out;
+};
+
+std::vector<std::string> Ids(const std::vector<Run>& runs) {
+  std::vector<std::string> ids;
+  for (const auto& run : runs) ids.push_back(run.id);
+  return ids;
 }
 
-TEST(SqliteStore, UpgradesTheOrderedIndexesOfVersionTwoAndThreeFiles) {
-  for (const char* list_indexes : {kVersion2ListIndexes, kVersion3ListIndexes}) {
-    SCOPED_TRACE(list_indexes);
+TEST(SqliteStore, UpgradesAVersionOneFileInPlace) {
+  gpuq::testing::TempDir dir;
+  ManualClock clock;
+  OldRuns old;
+  ASSERT_EQ(ExecOnDisk(dir / "q.db", (std::string(kVersion4Schema) + old.Sql() +
+                                      "PRAGMA user_version = 1")
+                                         .c_str()),
+            "");
+
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+
+  ASSERT_TRUE(store) << store.error().message;
+  EXPECT_TRUE(store.value()->Get(old.parent));
+  EXPECT_TRUE(store.value()->AcquireLease("lock:host-a:0", "agent-a", Millis(1000)));
+  EXPECT_EQ(store.value()->PendingRuns({"echo"}, 10).value().size(), 2u);
+}
+
+// Versions 2 to 4 keyed runs by their random id; version 5 has no index on the id. The
+// upgrade copies the runs: every old id still names its run, depends_on edges and
+// idempotency keys hold, lists and claims keep their order, and new runs get ids that decrypt
+// to rowids after the old ones.
+TEST(SqliteStore, UpgradesVersionTwoToFourFilesKeepingEveryRunAndId) {
+  for (int version : {2, 3, 4}) {
+    SCOPED_TRACE(version);
     gpuq::testing::TempDir dir;
-    ManualClock clock;
-    std::vector<std::string> ids;
-    {
-      auto store = SqliteStore::Open(dir / "q.db", clock);
-      ASSERT_TRUE(store);
-      for (int i = 0; i < 4; ++i) {
-        ids.push_back(store.value()->Submit(NewRun{.type = "echo"}).value().id);
-        if (i % 2 == 1) clock.Advance(Millis(5));
-      }
+    ManualClock clock(FromMillis(2000));
+    OldRuns old;
+    std::string sql = std::string(kVersion4Schema) + old.Sql();
+    if (version < 4) {
+      sql += kVersion3Indexes;
+      sql += version == 3 ? kVersion3ListIndexes : kVersion2ListIndexes;
     }
-    ASSERT_EQ(ExecOnDisk(dir / "q.db", (std::string(kVersion3Indexes) + list_indexes).c_str()),
-              "");
+    sql += fmt::format("PRAGMA user_version = {}", version);
+    ASSERT_EQ(ExecOnDisk(dir / "q.db", sql.c_str()), "");
 
-    auto store = SqliteStore::Open(dir / "q.db", clock);
+    auto opened = SqliteStore::Open(dir / "q.db", clock);
 
-    ASSERT_TRUE(store) << store.error().message;
-    auto page = store.value()->List(RunFilter{.state = RunState::kPending});
+    ASSERT_TRUE(opened) << opened.error().message;
+    SqliteStore& store = *opened.value();
+    EXPECT_EQ(QueryInt(dir / "q.db", "PRAGMA user_version"), SqliteStore::kSchemaVersion);
+    EXPECT_EQ(QueryInt(dir / "q.db", "SELECT count(*) FROM pragma_index_list('runs') "
+                                     "WHERE origin = 'pk' OR name LIKE 'sqlite_autoindex%'"),
+              0)
+        << "no index on the id";
+    auto done = store.Get(old.done);
+    ASSERT_TRUE(done) << done.error().message;
+    EXPECT_EQ(done.value().result, Json({{"ok", true}}));
+    EXPECT_EQ(store.Get(old.parent).value().payload, Json({{"n", 1}}));
+    auto page = store.List(RunFilter{});
     ASSERT_TRUE(page);
-    std::vector<std::string> listed;
-    for (const auto& run : page.value().runs) listed.push_back(run.id);
-    EXPECT_THAT(listed, ::testing::ElementsAre(ids[3], ids[2], ids[1], ids[0]));
-    auto leases = store.value()->Claim(ClaimRequest{"w", {"echo"}, Millis(10'000), 4});
+    EXPECT_THAT(Ids(page.value().runs),
+                ::testing::ElementsAre(old.keyed, old.child, old.parent, old.done));
+    auto again = store.Submit(NewRun{.type = "echo", .idempotency_key = "key-1"});
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again.value().id, old.keyed);
+    EXPECT_FALSE(again.value().created);
+
+    auto fresh = store.Submit(NewRun{.type = "echo"});
+    ASSERT_TRUE(fresh);
+    EXPECT_TRUE(store.Get(fresh.value().id));
+    auto leases = store.Claim(ClaimRequest{"w", {"echo"}, Millis(10'000), 3});
     ASSERT_TRUE(leases);
     std::vector<std::string> claimed;
     for (const auto& lease : leases.value()) claimed.push_back(lease.run.id);
-    EXPECT_EQ(claimed, ids);
-    EXPECT_EQ(QueryInt(dir / "q.db",
-                       "SELECT count(*) FROM sqlite_schema WHERE name IN ('runs_claim', "
-                       "'runs_pending_age', 'runs_newest', 'runs_state_newest', "
-                       "'runs_type_newest', 'runs_parent_newest') AND sql NOT LIKE '%, id%' "
-                       "AND sql NOT LIKE '%created_at DESC%'"),
+    EXPECT_THAT(claimed, ::testing::ElementsAre(old.parent, old.keyed, fresh.value().id));
+    EXPECT_GT(leases.value()[0].token, 7) << "the fencing counter carries on";
+    ASSERT_TRUE(store.Complete(old.parent, leases.value()[0].token, Json::object(), {}));
+    EXPECT_EQ(store.Get(old.child).value().state, RunState::kPending) << "the edge survived";
+
+    auto purged = store.PurgeFinishedBefore(FromMillis(1000));
+    ASSERT_TRUE(purged);
+    EXPECT_THAT(purged.value(), ::testing::ElementsAre(old.done));
+    EXPECT_EQ(store.Get(old.done).error().code, Errc::kNotFound);
+    EXPECT_EQ(QueryInt(dir / "q.db", "SELECT count(*) FROM run_legacy_ids"), 3);
+    EXPECT_EQ(QueryInt(dir / "q.db", "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                                     "('runs_claim', 'runs_pending_age', 'runs_newest', "
+                                     "'runs_state_newest', 'runs_type_newest', "
+                                     "'runs_parent_newest') AND sql NOT LIKE '%, id%' "
+                                     "AND sql NOT LIKE '%created_at DESC%'"),
               6)
         << "runs_claim, runs_pending_age and the four list indexes, without the id";
-    EXPECT_EQ(QueryInt(dir / "q.db", "PRAGMA user_version"), SqliteStore::kSchemaVersion);
+    EXPECT_EQ(QueryText(dir / "q.db", "PRAGMA integrity_check"), "ok");
   }
+}
+
+// The file's key is what makes its ids: it survives reopening, and a second file has its own.
+TEST(SqliteStore, IdsDecryptToRowidsUnderTheFilesOwnKey) {
+  gpuq::testing::TempDir dir;
+  ManualClock clock;
+  std::vector<std::string> ids;
+  {
+    auto store = SqliteStore::Open(dir / "a.db", clock);
+    ASSERT_TRUE(store);
+    for (int i = 0; i < 3; ++i) ids.push_back(store.value()->Submit(NewRun{.type = "echo"}).value().id);
+  }
+  auto store = SqliteStore::Open(dir / "a.db", clock);
+  ASSERT_TRUE(store);
+  for (const auto& id : ids) EXPECT_TRUE(store.value()->Get(id)) << id;
+  auto other = SqliteStore::Open(dir / "b.db", clock);
+  ASSERT_TRUE(other);
+  auto theirs = other.value()->Submit(NewRun{.type = "echo"});
+  ASSERT_TRUE(theirs);
+  EXPECT_NE(theirs.value().id, ids[0]) << "same rowid, another key";
+  EXPECT_EQ(store.value()->Get(theirs.value().id).error().code, Errc::kNotFound);
+  EXPECT_EQ(QueryInt(dir / "a.db", "SELECT count(*) FROM runs WHERE rowid IN (1, 2, 3)"), 3);
 }
 
 // Every ordered read walks an index in order: no sort of the matching runs, no table scan.
@@ -366,16 +462,19 @@ RunStamp StampOf(Store& store, const std::string& id) {
   return stamp;
 }
 
-TEST_F(SqliteStamps, HoldFromTheSecondReadUntilTheRunChanges) {
+TEST_F(SqliteStamps, HoldFromTheFirstReadUntilTheRunChanges) {
   Store& s = Open();
   std::string a = SubmitOk(s);
   std::string b = SubmitOk(s, "other");
 
   RunStamp first;
   ASSERT_TRUE(s.GetStamped(a, first));
-  EXPECT_FALSE(s.RunUnchanged(first)) << "the first read does not know the rowid yet";
+  EXPECT_TRUE(s.RunUnchanged(first)) << "the id gives the rowid: the first read is stamped";
   RunStamp stamp = StampOf(s, a);
   EXPECT_TRUE(s.RunUnchanged(stamp));
+  RunStamp unknown;
+  EXPECT_FALSE(s.GetStamped("00000000-0000-4000-8000-000000000000", unknown));
+  EXPECT_FALSE(s.RunUnchanged(unknown));
 
   // Writes to another run, and writes that touch no run, leave the stamp alone.
   auto leases = s.Claim(ClaimRequest{"host/cpu0", {"other"}, Millis(10'000), 1});
