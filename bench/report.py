@@ -4,12 +4,15 @@
   report.py RESULTS_DIR
 
 Files it reads (each optional; a missing one makes its row "not run"):
-  wrk-ceiling-get.txt wrk-gpuq-get.txt wrk-gpuq-post.txt wrk-baseline-get.txt
-  wrk-baseline-post.txt  (wrk --latency output)
+  wrk-ceiling-get-rN.txt wrk-gpuq-get-rN.txt wrk-gpuq-post-rN.txt wrk-baseline-get-rN.txt
+  wrk-baseline-post-rN.txt  (wrk --latency output of round N = 1, 2, ...; a row shows the
+  median of its rounds for req/s, p50 and p99 each, and the errors of all of them; a file
+  without -rN counts as one round)
   queue.json (gpuq_bench_submit_drain's line), rss-idle.kb, rss-after.kb, durability.txt,
   notes.txt (one line per thing that was skipped, printed under the table)
 Exit status: 0 when every gpuq target that was measured passed, 1 otherwise.
 """
+import glob
 import json
 import os
 import re
@@ -59,6 +62,36 @@ def parse_wrk(path):
     return out
 
 
+def median(values):
+    """The middle value; the lower of the two middle ones for an even count (the cautious one
+    for req/s)."""
+    values = sorted(values)
+    return values[(len(values) - 1) // 2]
+
+
+def parse_rounds(d, name):
+    """Every round of one wrk row, merged: medians, summed errors, `rounds` = each round's
+    req/s in order. None when there is none; the first broken round when one is."""
+    def round_of(path):
+        m = re.search(r"-r(\d+)\.txt$", path)
+        return int(m.group(1)) if m else 0
+    paths = sorted(glob.glob(os.path.join(d, f"wrk-{name}-r*.txt")), key=round_of)
+    paths = paths or [p for p in [os.path.join(d, f"wrk-{name}.txt")] if os.path.exists(p)]
+    samples = [parse_wrk(p) for p in paths]
+    if not samples:
+        return None
+    for sample in samples:
+        if "broken" in sample:
+            return sample
+    out = {"rounds": [sample["rps"] for sample in samples]}
+    for key in ("rps", "p50", "p99"):
+        have = [sample[key] for sample in samples if sample[key] is not None]
+        out[key] = median(have) if have else None
+    for key in ("non2xx", "socket_errors"):
+        out[key] = sum(sample[key] for sample in samples)
+    return out
+
+
 def read(path):
     return open(path).read().strip() if os.path.exists(path) else None
 
@@ -79,7 +112,7 @@ def fmt_ratio(v, percent=False):
 
 def main():
     d = sys.argv[1]
-    w = {name: parse_wrk(os.path.join(d, f"wrk-{name}.txt"))
+    w = {name: parse_rounds(d, name)
          for name in ("ceiling-get", "gpuq-get", "gpuq-post", "baseline-get", "baseline-post")}
     rows = []  # (name, rate, p50, p99, errors, vs ceiling, vs baseline, target, result)
     failed = False
@@ -179,6 +212,15 @@ def main():
     print("  ".join("-" * wd for wd in widths))
     for r in rows:
         print(line(r))
+    labels = {"ceiling-get": "ceiling GET", "gpuq-get": "gpuq GET", "gpuq-post": "gpuq POST",
+              "baseline-get": "baseline GET", "baseline-post": "baseline POST"}
+    rounds = [(labels[name], r["rounds"]) for name, r in w.items()
+              if r and "rounds" in r and len(r["rounds"]) > 1]
+    if rounds:
+        print()
+        print(f"req/s of each round (the table shows the median of {len(rounds[0][1])}):")
+        for label, values in rounds:
+            print(f"  {label:<14} " + " / ".join(fmt_rate(v) for v in values))
     notes = read(os.path.join(d, "notes.txt"))
     if notes:
         print()

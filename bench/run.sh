@@ -18,6 +18,8 @@
 # GPUQ_BENCH_QUEUE_AGENT (embedded: the agent inside `gpuq serve`; separate: `gpuq agent`),
 # GPUQ_BENCH_CPU_WORKERS (the agent's CPU pool for the queue run, 32),
 # GPUQ_BENCH_SWITCHES (swaps measured, 40; --quick: 10),
+# GPUQ_BENCH_ROUNDS (rounds of the wrk runs of (d), (b) and (e), each server back to back in
+# every round; the table shows each one's median round. 3; --quick: 1),
 # GPUQ_BENCH_KEEP=1 keeps the temp folder (logs, raw wrk output).
 # Exit status: 0 when every measured gpuq target passed.
 set -uo pipefail
@@ -35,7 +37,7 @@ while (($#)); do
     --no-build) BUILD_IT=0 ;;
     --only) ONLY=${1:?--only needs a list}; shift ;;
     --only=*) ONLY=${arg#--only=} ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +50,8 @@ WRK_THREADS=${GPUQ_BENCH_THREADS:-2}
 DURABLE_TASKS=${GPUQ_BENCH_DURABLE_TASKS:-2000}
 if ((QUICK)); then DEFAULT_SWITCHES=10; else DEFAULT_SWITCHES=40; fi
 SWITCHES=${GPUQ_BENCH_SWITCHES:-$DEFAULT_SWITCHES}
+if ((QUICK)); then DEFAULT_ROUNDS=1; else DEFAULT_ROUNDS=3; fi
+ROUNDS=${GPUQ_BENCH_ROUNDS:-$DEFAULT_ROUNDS}
 BUILD=${GPUQ_BENCH_BUILD_DIR:-$ROOT/build}
 BASELINE_DIR=$(realpath -m "${GPUQ_BENCH_BASELINE_DIR:-$ROOT/../shared/baselines/fastapi-notes}")
 SYS_PY=/usr/bin/python3  # Debian's interpreter: the baseline's packages are Debian's
@@ -196,7 +200,8 @@ DURABLE_BIN=$BUILD/bench/gpuq_bench_durability
 log "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 log "wrk -t$WRK_THREADS -c$CONNS -d$DURATION; queue: $TASKS tasks"
 
-# ---- (d) the ceiling ---------------------------------------------------------------------------
+# ---- (d) the ceiling: a minimal static-response Beast server ------------------------------------
+CEILING_URL=""
 if want ceiling; then
   start ceiling "$CEILING_BIN" --host 127.0.0.1 --port 0
   CEILING_PID=$STARTED_PID
@@ -206,11 +211,45 @@ if want ceiling; then
     sleep 0.05
   done
   if [[ $CEILING_PORT =~ ^[0-9]+$ ]]; then
-    run_wrk ceiling-get "http://127.0.0.1:$CEILING_PORT/task_status/00000000-0000-4000-8000-000000000000"
+    CEILING_URL="http://127.0.0.1:$CEILING_PORT/task_status/00000000-0000-4000-8000-000000000000"
   else
     note "ceiling: server did not start ($(tail -n1 "$WORK/ceiling.log"))"
+    stop "$CEILING_PID"
   fi
-  stop "$CEILING_PID"
+fi
+
+# ---- (e) the notes' design: FastAPI + uvicorn (2 workers) + Redis ------------------------------
+BASE_URL=""
+BASE_ID=""
+if ! want baseline; then
+  :
+elif [[ -f $BASELINE_DIR/server.py ]]; then
+  REDIS_PORT=$(free_port)
+  start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
+  REDIS_PID=$STARTED_PID
+  BASE_PORT=$(free_port)
+  start uvicorn env REDIS_PORT="$REDIS_PORT" "$SYS_PY" -m uvicorn server:app \
+    --app-dir "$BASELINE_DIR" --host 127.0.0.1 --port "$BASE_PORT" --workers 2 \
+    --no-access-log --log-level warning
+  UVICORN_PID=$STARTED_PID
+  BASE_URL="http://127.0.0.1:$BASE_PORT"
+  if wait_http "$UVICORN_PID" "$BASE_URL/task_status/none"; then
+    for ((i = 0; i < 50; i++)); do  # both workers up and Redis reachable
+      BASE_ID=$(submit_one "$BASE_URL" '{"task_type":"noop","priority":5,"payload":{"n":1}}')
+      [[ -n $BASE_ID ]] && break
+      sleep 0.2
+    done
+  fi
+  if [[ -n $BASE_ID ]]; then
+    sleep 1  # let the second worker finish starting
+  else
+    note "baseline: did not come up: $(tail -n3 "$WORK/uvicorn.log" | tr '\n' ' ')"
+    stop "$UVICORN_PID"
+    stop "$REDIS_PID"
+    BASE_URL=""
+  fi
+else
+  note "baseline: not available ($BASELINE_DIR missing)"
 fi
 
 # ---- gpuq helpers ------------------------------------------------------------------------------
@@ -227,22 +266,44 @@ start_gpuq() {  # start_gpuq NAME DATA_DIR [ARGS...]: sets GPUQ_PID, GPUQ_PORT
   fi
 }
 
+GPUQ_API=""
+ID=""
 if ((GPUQ_OK)); then
-  # ---- (b) API + (c) RSS -----------------------------------------------------------------------
+  # ---- (b) API + (c) RSS, in rounds beside (d) and (e) -----------------------------------------
+  # This host's speed drifts by ±20% within minutes: each round measures every server back to
+  # back, and the table takes the median round of each (report.py), so a slow minute weighs on
+  # gpuq and on what it is compared with alike.
   if want api && start_gpuq gpuq-api "$WORK/data-api" --no-agent; then
+    GPUQ_API=$GPUQ_PID
     sleep 1
     rss_kb "$GPUQ_PID" >"$RESULTS/rss-idle.kb"
     ID=$(submit_one "http://127.0.0.1:$GPUQ_PORT" '{"task_type":"echo","priority":50,"payload":{"n":1}}')
-    if [[ -n $ID ]]; then
-      run_wrk gpuq-get "http://127.0.0.1:$GPUQ_PORT/task_status/$ID"
-    else
-      note "gpuq: POST /submit_task did not return a task_id"
-    fi
-    run_wrk gpuq-post "http://127.0.0.1:$GPUQ_PORT/submit_task" "$BENCH/wrk/submit.lua"
-    rss_kb "$GPUQ_PID" >"$RESULTS/rss-after.kb"
-    stop "$GPUQ_PID"
+    [[ -n $ID ]] || note "gpuq: POST /submit_task did not return a task_id"
   fi
+fi
+for ((round = 1; round <= ROUNDS; round++)); do
+  log "round $round of $ROUNDS"
+  [[ -n $CEILING_URL ]] && run_wrk "ceiling-get-r$round" "$CEILING_URL"
+  if [[ -n $GPUQ_API && -n $ID ]]; then
+    run_wrk "gpuq-get-r$round" "http://127.0.0.1:$GPUQ_PORT/task_status/$ID"
+  fi
+  [[ -n $BASE_URL ]] && run_wrk "baseline-get-r$round" "$BASE_URL/task_status/$BASE_ID"
+  if [[ -n $GPUQ_API ]]; then
+    run_wrk "gpuq-post-r$round" "http://127.0.0.1:$GPUQ_PORT/submit_task" "$BENCH/wrk/submit.lua"
+  fi
+  [[ -n $BASE_URL ]] && run_wrk "baseline-post-r$round" "$BASE_URL/submit_task" "$BASELINE_DIR/submit.lua"
+done
+if [[ -n $GPUQ_API ]]; then
+  rss_kb "$GPUQ_API" >"$RESULTS/rss-after.kb"
+  stop "$GPUQ_API"
+fi
+[[ -n $CEILING_URL ]] && stop "$CEILING_PID"
+if [[ -n $BASE_URL ]]; then
+  stop "$UVICORN_PID"
+  stop "$REDIS_PID"
+fi
 
+if ((GPUQ_OK)); then
   # ---- (a) queue: submit and drain with the agent ---------------------------------------------
   # The agent runs inside `gpuq serve` by default; GPUQ_BENCH_QUEUE_AGENT=separate runs
   # `gpuq serve --no-agent` plus one `gpuq agent` process on the same data dir.
@@ -285,40 +346,6 @@ if ((GPUQ_OK)); then
       echo "durable: 0/0 (load step failed)" >"$RESULTS/durability.txt"
     fi
   fi
-fi
-
-# ---- (e) the notes' design: FastAPI + uvicorn (2 workers) + Redis ------------------------------
-if ! want baseline; then
-  :
-elif [[ -f $BASELINE_DIR/server.py ]]; then
-  REDIS_PORT=$(free_port)
-  start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no
-  REDIS_PID=$STARTED_PID
-  BASE_PORT=$(free_port)
-  start uvicorn env REDIS_PORT="$REDIS_PORT" "$SYS_PY" -m uvicorn server:app \
-    --app-dir "$BASELINE_DIR" --host 127.0.0.1 --port "$BASE_PORT" --workers 2 \
-    --no-access-log --log-level warning
-  UVICORN_PID=$STARTED_PID
-  BASE_URL="http://127.0.0.1:$BASE_PORT"
-  BASE_ID=""
-  if wait_http "$UVICORN_PID" "$BASE_URL/task_status/none"; then
-    for ((i = 0; i < 50; i++)); do  # both workers up and Redis reachable
-      BASE_ID=$(submit_one "$BASE_URL" '{"task_type":"noop","priority":5,"payload":{"n":1}}')
-      [[ -n $BASE_ID ]] && break
-      sleep 0.2
-    done
-  fi
-  if [[ -n $BASE_ID ]]; then
-    sleep 1  # let the second worker finish starting
-    run_wrk baseline-get "$BASE_URL/task_status/$BASE_ID"
-    run_wrk baseline-post "$BASE_URL/submit_task" "$BASELINE_DIR/submit.lua"
-  else
-    note "baseline: did not come up: $(tail -n3 "$WORK/uvicorn.log" | tr '\n' ' ')"
-  fi
-  stop "$UVICORN_PID"
-  stop "$REDIS_PID"
-else
-  note "baseline: not available ($BASELINE_DIR missing)"
 fi
 
 # ---- switch overhead: the agent swapping two fake services on a sim GPU -----------------------
