@@ -265,6 +265,41 @@ TEST(SqliteStore, IdsDecryptToRowidsUnderTheFilesOwnKey) {
   EXPECT_EQ(QueryInt(dir / "a.db", "SELECT count(*) FROM runs WHERE rowid IN (1, 2, 3)"), 3);
 }
 
+// Two processes submitting to one file at once: the rowid counter is read and bumped inside
+// each write transaction, so every run gets its own rowid and so its own id.
+TEST(SqliteStore, TwoProcessesSubmittingAtOnceGetDistinctIds) {
+  gpuq::testing::TempDir dir;
+  SystemClock clock;
+  auto store = SqliteStore::Open(dir / "q.db", clock);
+  ASSERT_TRUE(store) << store.error().message;
+  constexpr int kTheirs = 3000;
+  gpuq::testing::ChildProcess other({GPUQ_STORE_SUBMIT_LOAD, "sqlite://" + (dir / "q.db").string(),
+                                     "2", std::to_string(kTheirs), "async", "16"},
+                                    dir / "load.out");
+  std::vector<std::string> mine;
+  // For as long as the other process runs (and at least 500 runs).
+  while (other.Running() || mine.size() < 500) {
+    auto submitted = store.value()->Submit(NewRun{.type = "mine"});
+    ASSERT_TRUE(submitted) << submitted.error().message;
+    mine.push_back(submitted.value().id);
+  }
+  ASSERT_EQ(other.Wait(), 0) << other.Output();
+
+  const int total = kTheirs + static_cast<int>(mine.size());
+  EXPECT_EQ(QueryInt(dir / "q.db", "SELECT count(*) FROM runs"), total);
+  EXPECT_EQ(QueryInt(dir / "q.db", "SELECT count(DISTINCT id) FROM runs"), total);
+  EXPECT_EQ(QueryInt(dir / "q.db", "SELECT max(rowid) FROM runs"), total);
+  EXPECT_EQ(QueryInt(dir / "q.db", "SELECT value FROM counters WHERE name = 'last_run'"), total);
+  for (const auto& id : mine) {
+    auto run = store.value()->Get(id);
+    ASSERT_TRUE(run) << id << ": " << run.error().message;
+    EXPECT_EQ(run.value().type, "mine");
+  }
+  auto page = store.value()->List(RunFilter{.type = "echo", .limit = 1000});
+  ASSERT_TRUE(page);
+  for (const auto& run : page.value().runs) EXPECT_TRUE(store.value()->Get(run.id)) << run.id;
+}
+
 // Every ordered read walks an index in order: no sort of the matching runs, no table scan.
 TEST(SqliteStore, OrderedQueriesReadAnIndexInOrder) {
   gpuq::testing::TempDir dir;
