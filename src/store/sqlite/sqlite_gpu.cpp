@@ -187,20 +187,22 @@ Result<std::optional<Lease>> SqliteStore::ClaimRun(std::string_view id, std::str
 
 Result<void> SqliteStore::SetWaitingReason(std::string_view id,
                                            const std::optional<std::string>& reason) {
+  long long rowid = 0;
   {
     // Workers set the same reason on every pass over the queue: only a change takes the
     // write lock.
     BOOST_OUTCOME_TRY(auto slot, state_->Reader());
-    auto rowid = RunRowid(*slot->conn, state_->ids, id);
-    if (!rowid) return rowid.error().code == Errc::kNotFound ? Ok() : Result<void>(rowid.error());
+    auto found = RunRowid(*slot->conn, state_->ids, id);
+    if (!found) return found.error().code == Errc::kNotFound ? Ok() : Result<void>(found.error());
+    rowid = found.value();
     BOOST_OUTCOME_TRY(auto s, slot->conn->Prepare("SELECT waiting_reason IS ? FROM runs "
                                                   "WHERE rowid = ? AND state = 'pending'"));
-    s.Bind(reason).Bind(rowid.value());
+    s.Bind(reason).Bind(rowid);
     BOOST_OUTCOME_TRY(auto row, s.Step());
     if (!row || s.Int(0) != 0) return Ok();
   }
+  // A run's rowid never changes: the one found above holds inside the write.
   return state_->Write([&](Tx& tx) -> Result<void> {
-    BOOST_OUTCOME_TRY(auto rowid, tx.Row(id));
     BOOST_OUTCOME_TRY(auto s, tx.db.Prepare("UPDATE runs SET waiting_reason = ? "
                                             "WHERE rowid = ? AND state = 'pending'"));
     s.Bind(reason).Bind(rowid);

@@ -20,7 +20,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "core/ids.hpp"
 #include "store/sqlite/run_ids.hpp"
 #include "store/sqlite/run_order.hpp"
 #include "store/sqlite/sqlite_internal.hpp"
